@@ -1,0 +1,153 @@
+# Shared set-up: params validation, wildcard constraints and input functions.
+import glob
+import os
+
+from snakemake.utils import validate
+
+from spinebench.shards import shard_names
+from spinebench.vocab import TASKS
+
+validate(config, schema="../schemas/params.schema.json")
+
+BUILD = config["mode"] == "build"
+SOURCES = list(config["sources"])
+MODELS = list(config["models"])
+ENCODER = config["embed"]["encoder"]
+
+
+wildcard_constraints:
+    source="|".join(SOURCES),
+    shard=r"\d{3}",
+    task="|".join(TASKS),
+    model="|".join(MODELS),
+    encoder=ENCODER,
+
+
+def package(*modules):
+    """Package modules a job imports: declared as inputs so that a code change reruns the job."""
+    return [f"spinebench/{module}.py" for module in modules] + [
+        "spinebench/io.py",
+        "spinebench/vocab.py",
+    ]
+
+
+def package_dir(name):
+    """Every module of a subpackage, declared as inputs like `package`."""
+    return sorted(glob.glob(f"spinebench/{name}/*.py")) + [
+        "spinebench/io.py",
+        "spinebench/vocab.py",
+    ]
+
+
+METRICS_SQL = sorted(glob.glob("sql/metrics/*.sql"))
+
+
+def source_archive(wildcards):
+    """The raw archive of a source: the configured path, else the synthetic archive folder."""
+    return (
+        config["sources"][wildcards.source]["path"]
+        or f"resources/synthetic/{wildcards.source}"
+    )
+
+
+def source_settings(wildcards):
+    """A source's standardization settings: everything but where it lives and how it is sharded."""
+    settings = config["sources"][wildcards.source]
+    return {
+        key: value for key, value in settings.items() if key not in ("path", "shards")
+    }
+
+
+def source_shards(source):
+    """Shard names of one source (their number is a param, so the DAG is known up front)."""
+    return shard_names(config["sources"][source]["shards"])
+
+
+def image_shards(wildcards=None):
+    """Every rendered image shard of every source."""
+    return [
+        f"results/images/{source}/{shard}.parquet"
+        for source in SOURCES
+        for shard in source_shards(source)
+    ]
+
+
+def render_rejected_shards(wildcards=None):
+    """Every render-stage rejected table."""
+    return [
+        f"results/rejected/render/{source}/{shard}.parquet"
+        for source in SOURCES
+        for shard in source_shards(source)
+    ]
+
+
+def embedding_shards(wildcards=None):
+    """Every embedding shard of the configured encoder."""
+    return [
+        f"results/embeddings/{ENCODER}/{source}/{shard}.parquet"
+        for source in SOURCES
+        for shard in source_shards(source)
+    ]
+
+
+def encoder_files(wildcards=None):
+    """Files the encoder is built from: its config (for a local architecture) and checkpoint."""
+    files = []
+    local_config = f"resources/encoders/{config['embed']['architecture']}.json"
+    if os.path.exists(local_config):
+        files.append(local_config)
+    if config["embed"]["checkpoint"]:
+        files.append(config["embed"]["checkpoint"])
+    return files
+
+
+def embed_settings():
+    """Encoder settings that change embeddings (the encoder name is in the output path)."""
+    return {key: value for key, value in config["embed"].items() if key != "encoder"}
+
+
+def judge_settings():
+    """Settings of the judge model (a key of `models`), or None without a judge."""
+    judge = config["evaluate"]["judge"]
+    if judge is None:
+        return None
+    if judge not in config["models"]:
+        raise ValueError(
+            f"params.yaml: evaluate.judge names '{judge}', which is not a key of models"
+        )
+    return config["models"][judge]
+
+
+BENCHMARK_TABLES = [
+    "results/benchmark/images.parquet",
+    "results/benchmark/library.parquet",
+    "results/benchmark/distractors.parquet",
+    "results/benchmark/diagnosis.parquet",
+    "results/benchmark/localization.parquet",
+    "results/benchmark/subset.parquet",
+]
+
+
+def benchmark_files():
+    """The release: benchmark tables and their manifest."""
+    return BENCHMARK_TABLES + ["results/benchmark/manifest.json"]
+
+
+def rejected_tables(wildcards=None):
+    """Every rejected-items table (standardization and rendering)."""
+    return [
+        f"results/rejected/{source}.parquet" for source in SOURCES
+    ] + render_rejected_shards()
+
+
+def report_files():
+    """Final products: metric tables and the report."""
+    files = [
+        "results/metrics/leaderboard.csv",
+        "results/metrics/leaderboard.json",
+        "results/report/report.html",
+        "results/report/report.md",
+    ]
+    if BUILD:
+        files.append("results/benchmark/manifest.json")
+    return files

@@ -1,0 +1,38 @@
+# The catalog of rendered images, the per-disease library and the hard-negative distractors.
+
+
+rule catalog:
+    input:
+        standardized=expand("results/standardized/{source}.parquet", source=SOURCES),
+        images=image_shards(),
+        code=package("catalog"),
+    output:
+        "results/benchmark/images.parquet",
+    log:
+        "logs/catalog.log",
+    conda:
+        "../envs/build.yaml"
+    script:
+        "../scripts/catalog.py"
+
+
+rule distractors:
+    input:
+        catalog="results/benchmark/images.parquet",
+        embeddings=embedding_shards(),
+        code=package("distractors", "embed", "seeding"),
+    output:
+        library="results/benchmark/library.parquet",
+        distractors="results/benchmark/distractors.parquet",
+    log:
+        "logs/distractors.log",
+    benchmark:
+        "benchmarks/distractors.tsv"
+    conda:
+        "../envs/build.yaml"
+    params:
+        library_per_disease=config["distractors"]["library_per_disease"],
+        count=config["distractors"]["count"],
+        seed=config["seed"],
+    script:
+        "../scripts/distractors.py"

@@ -1,0 +1,32 @@
+# One prediction file per model and task; the JSONL working file beside it makes runs resumable.
+
+
+rule predict:
+    input:
+        questions="results/benchmark/{task}.parquet",
+        subset="results/benchmark/subset.parquet",
+        catalog="results/benchmark/images.parquet",
+        library="results/benchmark/library.parquet",
+        images=image_shards(),
+        embeddings=embedding_shards(),
+        template="templates/prompts/{task}.j2",
+        definitions="resources/disease_definitions.yaml",
+        code=package("predict", "prompts", "extract", "seeding")
+        + package_dir("backends"),
+    output:
+        "results/predictions/{model}/{task}.parquet",
+    log:
+        "logs/predict/{model}/{task}.log",
+    benchmark:
+        "benchmarks/predict/{model}/{task}.tsv"
+    conda:
+        "../envs/evaluate.yaml"
+    params:
+        model=lambda wildcards: config["models"][wildcards.model],
+        judge=judge_settings(),
+        judge_name=config["evaluate"]["judge"],
+        split=config["evaluate"]["split"],
+        definitions=config["evaluate"]["disease_definitions"],
+        seed=config["seed"],
+    script:
+        "../scripts/predict.py"

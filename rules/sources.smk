@@ -1,0 +1,20 @@
+# Synthetic raw archives with each real dataset's layout, built for sources configured without a path.
+
+
+rule synthesize_source:
+    input:
+        code=package_dir("synth"),
+    output:
+        directory("resources/synthetic/{source}"),
+    log:
+        "logs/synthesize/{source}.log",
+    benchmark:
+        "benchmarks/synthesize/{source}.tsv"
+    conda:
+        "../envs/build.yaml"
+    params:
+        counts=lambda wildcards: config["synthetic"][config["synthetic"]["scale"]],
+        seed=config["seed"],
+        decoys=config["synthetic"]["decoys"],
+    script:
+        "../scripts/synthesize_source.py"

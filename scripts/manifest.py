@@ -1,0 +1,17 @@
+"""Snakemake entry: write the release manifest of the benchmark tables."""
+
+import logging
+
+from spinebench.io import write_json
+from spinebench.release import build_manifest
+
+
+def main(snakemake):
+    logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+    manifest = build_manifest(list(snakemake.input.tables), snakemake.params.seed, snakemake.params.encoder)
+    for name, entry in manifest["tables"].items():
+        logging.info("%s: %d rows, sha256 %s", name, entry["rows"], entry["sha256"])
+    write_json(manifest, snakemake.output[0])
+
+
+main(snakemake)  # noqa: F821

@@ -1,0 +1,86 @@
+"""End-to-end workflow tests on the demo: build, incremental reruns, no-op, determinism."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from spinebench.workflow import copy_workflow, edit_params, planned_jobs, run_snakemake
+
+pytestmark = pytest.mark.workflow
+
+# Rules downstream of the subset: everything that must rerun when a subset param changes.
+AFTER_SUBSET = {"subset", "predict", "score", "leaderboard", "report", "manifest", "all"}
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """A scratch copy of the repository with the demo built once."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("demo"))
+    run_snakemake(workdir)
+    return workdir
+
+
+def test_demo_builds_every_product(demo):
+    for path in (
+        "results/report/report.html",
+        "results/report/report.md",
+        "results/metrics/leaderboard.csv",
+        "results/metrics/leaderboard.json",
+        "results/benchmark/manifest.json",
+    ):
+        assert (demo / path).stat().st_size > 0, path
+    leaderboard = json.loads((demo / "results/metrics/leaderboard.json").read_text())
+    assert set(leaderboard) >= {"random", "always-healthy", "nearest-neighbour"}
+    diagnosis = pd.read_parquet(demo / "results/benchmark/diagnosis.parquet")
+    localization = pd.read_parquet(demo / "results/benchmark/localization.parquet")
+    assert len(diagnosis) > 200 and len(localization) > 100
+    subset = pd.read_parquet(demo / "results/benchmark/subset.parquet")
+    assert subset.groupby("task").size().to_dict() == {"diagnosis": 100, "localization": 50}
+
+
+def test_rejected_inputs_are_recorded(demo):
+    rejected = pd.concat(
+        pd.read_parquet(path) for path in sorted((demo / "results/rejected").rglob("*.parquet"))
+    )
+    assert len(rejected) > 0
+    assert rejected["reason"].notna().all() and (rejected["reason"].str.len() > 0).all()
+    assert set(rejected["source"]) >= {"rsna", "vindr", "buu", "csxa"}
+
+
+def test_noop_run_does_nothing(demo):
+    assert planned_jobs(demo) == {}
+
+
+def test_subset_param_reruns_only_subset_and_downstream(demo):
+    edit_params(demo, lambda params: params["subset"].update(diagnosis_size=90))
+    jobs = planned_jobs(demo)
+    assert set(jobs) <= AFTER_SUBSET, jobs
+    assert jobs["subset"] == 1
+    assert jobs["predict"] == 2 * 3  # every model, both tasks
+    edit_params(demo, lambda params: params["subset"].update(diagnosis_size=100))
+
+
+def test_adding_a_model_runs_only_that_model(demo):
+    edit_params(demo, lambda params: params["models"].update({"random-2": {"backend": "random"}}))
+    jobs = planned_jobs(demo)
+    assert jobs.get("predict") == 2 and jobs.get("score") == 1, jobs
+    assert set(jobs) <= {"predict", "score", "leaderboard", "report", "all"}, jobs
+    edit_params(demo, lambda params: params["models"].pop("random-2"))
+
+
+def test_changing_one_model_reruns_only_it(demo):
+    edit_params(demo, lambda params: params["models"]["nearest-neighbour"].update(k=3))
+    jobs = planned_jobs(demo)
+    assert jobs.get("predict") == 2 and jobs.get("score") == 1, jobs
+    edit_params(demo, lambda params: params["models"]["nearest-neighbour"].update(k=5))
+
+
+def test_two_builds_are_byte_identical(demo, tmp_path):
+    second = copy_workflow(tmp_path)
+    run_snakemake(second, "benchmark")
+    first_manifest = json.loads((demo / "results/benchmark/manifest.json").read_text())
+    second_manifest = json.loads((second / "results/benchmark/manifest.json").read_text())
+    assert first_manifest == second_manifest

@@ -32,7 +32,7 @@ rule distractors:
         "../envs/build.yaml"
     params:
         library_per_disease=config["distractors"]["library_per_disease"],
-        count=config["distractors"]["count"],
+        distractor_count=config["distractors"]["count"],
         seed=config["seed"],
     script:
         "../scripts/distractors.py"

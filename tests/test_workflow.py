@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -84,3 +85,17 @@ def test_two_builds_are_byte_identical(demo, tmp_path):
     first_manifest = json.loads((demo / "results/benchmark/manifest.json").read_text())
     second_manifest = json.loads((second / "results/benchmark/manifest.json").read_text())
     assert first_manifest == second_manifest
+
+
+def test_release_mode_evaluates_without_raw_data(demo, tmp_path):
+    """A `dvc pull` user has the released tables but no archives: mode=release evaluates on them."""
+    user = copy_workflow(tmp_path)
+    for released in ("benchmark", "images", "embeddings", "rejected"):
+        shutil.copytree(demo / "results" / released, user / "results" / released)
+    jobs = planned_jobs(user, "--config", "mode=release")
+    assert set(jobs) == {"predict", "score", "leaderboard", "report", "all"}, jobs
+    run_snakemake(user, "--config", "mode=release")
+    assert not (user / "resources/synthetic").exists()
+    assert (user / "results/report/report.html").stat().st_size > 0
+    ours = (demo / "results/metrics/leaderboard.json").read_text()
+    assert (user / "results/metrics/leaderboard.json").read_text() == ours

@@ -1,0 +1,33 @@
+"""Release manifest: hashes and row counts of the benchmark tables."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from spinebench.io import write_table
+from spinebench.release import build_manifest, verify_manifest
+
+
+def write_tables(directory):
+    paths = []
+    for name, rows in (("diagnosis.parquet", 3), ("subset.parquet", 2)):
+        path = directory / name
+        write_table(pd.DataFrame({"question_id": [f"q{i}" for i in range(rows)]}), path)
+        paths.append(str(path))
+    return paths
+
+
+def test_manifest_counts_rows_and_is_deterministic(tmp_path):
+    first = build_manifest(write_tables(tmp_path / "a"), seed=1, encoder="tiny")
+    second = build_manifest(write_tables(tmp_path / "b"), seed=1, encoder="tiny")
+    assert first == second
+    assert first["tables"]["diagnosis.parquet"]["rows"] == 3
+    assert first["tables"]["subset.parquet"]["columns"] == ["question_id"]
+
+
+def test_verify_manifest_names_changed_and_missing_tables(tmp_path):
+    manifest = build_manifest(write_tables(tmp_path), seed=1, encoder="tiny")
+    assert verify_manifest(manifest, tmp_path) == []
+    write_table(pd.DataFrame({"question_id": ["other"]}), tmp_path / "diagnosis.parquet")
+    (tmp_path / "subset.parquet").unlink()
+    assert verify_manifest(manifest, tmp_path) == ["diagnosis.parquet", "subset.parquet"]

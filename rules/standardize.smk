@@ -6,7 +6,7 @@ rule standardize:
         archive=source_archive,
         sql="sql/standardize/{source}.sql",
         label_map="resources/label_maps/{source}.csv",
-        code=package("archive", "standardize"),
+        code=package("archive", "ingest", "standardize"),
     output:
         table="results/standardized/{source}.parquet",
         rejected="results/rejected/{source}.parquet",

@@ -1,0 +1,32 @@
+"""Snakemake entry point of rule render_shard: one shard of a source's standardized images -> PNG shard.
+
+Reads the standardized table, selects this shard's rows (contiguous image_id chunk), renders them from the
+source archive and writes the images table and the rows that could not be rendered.
+"""
+
+import logging
+
+from spinebench.io import read_table, write_table
+from spinebench.render import IMAGES_SCHEMA, render_shard
+from spinebench.shards import select_shard
+
+
+def main(snakemake):
+    logging.basicConfig(
+        filename=snakemake.log[0],
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
+    source = snakemake.wildcards.source
+    table = read_table(snakemake.input.table)
+    rows = select_shard(table, int(snakemake.params.shard_index), int(snakemake.params.shard_count))
+    logging.info(
+        "%s shard %s: %d of %d image(s)", source, snakemake.params.shard_index, len(rows), len(table)
+    )
+    images, rejected = render_shard(rows, snakemake.input.archive, source, snakemake.params.settings)
+    write_table(images, snakemake.output.images, schema=IMAGES_SCHEMA)
+    write_table(rejected, snakemake.output.rejected)
+
+
+main(snakemake)  # noqa: F821

@@ -1,0 +1,20 @@
+"""Snakemake entry: join the standardized tables with the rendered image shards' metadata (the catalog)."""
+
+import logging
+
+from spinebench.catalog import build_catalog_table
+from spinebench.io import write_table
+
+
+def main(snakemake):
+    logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+    standardized = list(snakemake.input.standardized)
+    images = list(snakemake.input.images)
+    logging.info("joining %d standardized tables with %d image shards", len(standardized), len(images))
+    # The Arrow table keeps the input column types exactly (e.g. list<string> levels that may all be empty).
+    catalog = build_catalog_table(standardized, images)
+    logging.info("catalog: %d rendered images", catalog.num_rows)
+    write_table(catalog, snakemake.output[0])
+
+
+main(snakemake)  # noqa: F821

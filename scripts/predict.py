@@ -1,0 +1,90 @@
+"""Snakemake entry: run one model on one task (resumable JSONL beside the output), then finalize."""
+
+import logging
+
+from spinebench.backends import BackendContext, make_backend
+from spinebench.io import read_table
+from spinebench.predict import (
+    Judge,
+    ShardImages,
+    finalize,
+    jsonl_path_for,
+    judge_cache_path_for,
+    model_fingerprint,
+    run_predictions,
+    select_questions,
+    write_predictions,
+)
+
+
+def embeddings_loader(paths):
+    """Load the benchmark's image embeddings only if a backend asks (the nearest-neighbour baseline)."""
+
+    def load():
+        from spinebench.embed import load_embeddings
+
+        return load_embeddings(list(paths))
+
+    return load
+
+
+def main(snakemake):
+    logging.basicConfig(
+        filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    task, model_name = snakemake.wildcards.task, snakemake.wildcards.model
+    params = snakemake.params
+    templates_dir = str(snakemake.input.template).rsplit("/", 1)[0]
+    questions = select_questions(
+        read_table(snakemake.input.questions), read_table(snakemake.input.subset), task, params.split
+    )
+    catalog = read_table(
+        snakemake.input.catalog, columns=["image_id", "source", "shard", "disease", "levels"]
+    )
+    context = BackendContext(
+        model_name=model_name,
+        seed=params.seed,
+        catalog=catalog,
+        library=read_table(snakemake.input.library),
+        embeddings=embeddings_loader(snakemake.input.embeddings),
+    )
+    prompt_files = {"templates_dir": templates_dir, "definitions_path": snakemake.input.definitions}
+    output = snakemake.output[0]
+    with make_backend(model_name, dict(params.model), context) as backend:
+        fingerprint = model_fingerprint(backend)
+        run_predictions(
+            questions,
+            ShardImages(catalog, list(snakemake.input.images)),
+            backend,
+            jsonl_path_for(output),
+            fingerprint,
+            task=task,
+            definitions=params.definitions,
+            **prompt_files,
+        )
+    judge = None
+    if params.judge is not None:
+        judge_context = BackendContext(
+            model_name=params.judge_name, seed=params.seed, catalog=catalog, library=context.library
+        )
+        judge_backend = make_backend(params.judge_name, dict(params.judge), judge_context)
+        judge = Judge(judge_backend, model_fingerprint(judge_backend), judge_cache_path_for(output))
+    try:
+        frame = finalize(
+            questions,
+            jsonl_path_for(output),
+            fingerprint,
+            task=task,
+            definitions=params.definitions,
+            judge=judge,
+            **prompt_files,
+        )
+    finally:
+        if judge is not None:
+            judge.backend.close()
+    counts = frame["extraction"].value_counts().to_dict()
+    logging.info("%s/%s: %d predictions; extraction paths %s", model_name, task, len(frame), counts)
+    write_predictions(frame, output)
+
+
+main(snakemake)  # noqa: F821

@@ -1,0 +1,40 @@
+"""Model backends and their registry.
+
+`make_backend(name, settings, context)` turns one `models:` entry of params.yaml into a Backend. Modules
+with heavy imports (torch, transformers, aiohttp) are imported only when a model uses them.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+
+from spinebench.backends.base import Backend, BackendContext, BackendError, Item, ItemResult
+
+# backend name -> (module, class, whether the constructor takes the context)
+REGISTRY: dict[str, tuple[str, str, bool]] = {
+    "random": ("spinebench.backends.baselines", "RandomBackend", True),
+    "always_healthy": ("spinebench.backends.baselines", "AlwaysHealthyBackend", True),
+    "nearest_neighbour": ("spinebench.backends.baselines", "NearestNeighbourBackend", True),
+    "openai": ("spinebench.backends.openai_compat", "OpenAIBackend", False),
+    "transformers": ("spinebench.backends.transformers_local", "TransformersBackend", False),
+}
+
+
+def make_backend(name: str, settings: Mapping, context: BackendContext | None = None) -> Backend:
+    """The backend for model `name` configured by `settings` (its params.yaml entry, `backend` included)."""
+    if not isinstance(settings, Mapping):
+        raise BackendError(f"model {name!r}: settings must be a mapping, got {type(settings).__name__}")
+    backend = settings.get("backend")
+    if backend not in REGISTRY:
+        raise BackendError(
+            f"model {name!r}: unknown backend {backend!r}; expected one of {', '.join(REGISTRY)}"
+        )
+    module_name, class_name, takes_context = REGISTRY[backend]
+    backend_class = getattr(importlib.import_module(module_name), class_name)
+    if takes_context:
+        return backend_class(name, settings, context or BackendContext(model_name=name))
+    return backend_class(name, settings)
+
+
+__all__ = ["Backend", "BackendContext", "BackendError", "Item", "ItemResult", "REGISTRY", "make_backend"]

@@ -1,0 +1,21 @@
+"""Snakemake entry: the leaderboard (CSV) and its `dvc metrics` view (JSON) from every model's summary."""
+
+import json
+import logging
+from pathlib import Path
+
+from spinebench.io import write_json
+from spinebench.metrics import leaderboard_metrics, leaderboard_table, write_csv
+
+
+def main(snakemake):
+    logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+    summaries = [json.loads(Path(path).read_text(encoding="utf-8")) for path in snakemake.input.summaries]
+    table = leaderboard_table(summaries)
+    for row in table.itertuples():
+        logging.info("%d. %s: overall accuracy %s", row.rank, row.model, row.overall_accuracy)
+    write_csv(table, snakemake.output.csv)
+    write_json(leaderboard_metrics(table), snakemake.output.json)
+
+
+main(snakemake)  # noqa: F821

@@ -12,6 +12,7 @@ rule synthesize_source:
         "benchmarks/synthesize/{source}.tsv"
     conda:
         "../envs/build.yaml"
+    threads: 2
     params:
         counts=lambda wildcards: config["synthetic"][config["synthetic"]["scale"]],
         seed=config["seed"],

@@ -24,6 +24,7 @@ WORKFLOW_PATHS = (
     "schemas",
     "templates",
     "resources",
+    "envs",
     "spinebench",
 )
 

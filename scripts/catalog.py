@@ -3,11 +3,11 @@
 import logging
 
 from spinebench.catalog import build_catalog_table
-from spinebench.io import write_table
+from spinebench.io import configure_job_logging, write_table
 
 
 def main(snakemake):
-    logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+    configure_job_logging(snakemake.log[0])
     standardized = list(snakemake.input.standardized)
     images = list(snakemake.input.images)
     logging.info("joining %d standardized tables with %d image shards", len(standardized), len(images))

@@ -5,11 +5,11 @@ import time
 
 from spinebench.distractors import DISTRACTORS_SCHEMA, LIBRARY_SCHEMA, assign_distractors, sample_library
 from spinebench.embed import load_embeddings
-from spinebench.io import read_table, write_table
+from spinebench.io import configure_job_logging, read_table, write_table
 
 
 def main(snakemake):
-    logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+    configure_job_logging(snakemake.log[0])
     catalog = read_table(snakemake.input.catalog, columns=["image_id", "disease"])
     image_ids, embeddings = load_embeddings(list(snakemake.input.embeddings))
     logging.info("%d catalog images, %d embeddings of width %d", len(catalog), *embeddings.shape)

@@ -4,12 +4,12 @@ import json
 import logging
 from pathlib import Path
 
-from spinebench.io import write_json
+from spinebench.io import configure_job_logging, write_json
 from spinebench.metrics import leaderboard_metrics, leaderboard_table, write_csv
 
 
 def main(snakemake):
-    logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+    configure_job_logging(snakemake.log[0])
     summaries = [json.loads(Path(path).read_text(encoding="utf-8")) for path in snakemake.input.summaries]
     table = leaderboard_table(summaries)
     for row in table.itertuples():

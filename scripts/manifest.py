@@ -2,12 +2,12 @@
 
 import logging
 
-from spinebench.io import write_json
+from spinebench.io import configure_job_logging, write_json
 from spinebench.release import build_manifest
 
 
 def main(snakemake):
-    logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+    configure_job_logging(snakemake.log[0])
     manifest = build_manifest(list(snakemake.input.tables), snakemake.params.seed, snakemake.params.encoder)
     for name, entry in manifest["tables"].items():
         logging.info("%s: %d rows, sha256 %s", name, entry["rows"], entry["sha256"])

@@ -3,7 +3,7 @@
 import logging
 
 from spinebench.backends import BackendContext, make_backend
-from spinebench.io import read_table
+from spinebench.io import configure_job_logging, read_table
 from spinebench.predict import (
     Judge,
     ShardImages,
@@ -29,9 +29,7 @@ def embeddings_loader(paths):
 
 
 def main(snakemake):
-    logging.basicConfig(
-        filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s"
-    )
+    configure_job_logging(snakemake.log[0])
     task, model_name = snakemake.wildcards.task, snakemake.wildcards.model
     params = snakemake.params
     templates_dir = str(snakemake.input.template).rsplit("/", 1)[0]

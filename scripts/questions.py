@@ -2,7 +2,7 @@
 
 import logging
 
-from spinebench.io import read_table, write_table
+from spinebench.io import configure_job_logging, read_table, write_table
 from spinebench.questions import (
     QUESTIONS_SCHEMA,
     load_pool,
@@ -12,7 +12,7 @@ from spinebench.questions import (
 
 
 def main(snakemake):
-    logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+    configure_job_logging(snakemake.log[0])
     catalog = read_table(snakemake.input.catalog)
     distractors = read_table(snakemake.input.distractors)
     pool = load_pool(snakemake.input.pool)

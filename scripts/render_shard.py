@@ -6,18 +6,13 @@ source archive and writes the images table and the rows that could not be render
 
 import logging
 
-from spinebench.io import read_table, write_table
+from spinebench.io import configure_job_logging, read_table, write_table
 from spinebench.render import IMAGES_SCHEMA, render_shard
 from spinebench.shards import select_shard
 
 
 def main(snakemake):
-    logging.basicConfig(
-        filename=snakemake.log[0],
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
+    configure_job_logging(snakemake.log[0])
     source = snakemake.wildcards.source
     table = read_table(snakemake.input.table)
     rows = select_shard(table, int(snakemake.params.shard_index), int(snakemake.params.shard_count))

@@ -2,13 +2,13 @@
 
 import logging
 
-from spinebench.io import write_json, write_table
+from spinebench.io import configure_job_logging, write_json, write_table
 from spinebench.metrics import score_model, write_csv
 from spinebench.vocab import TASKS
 
 
 def main(snakemake):
-    logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+    configure_job_logging(snakemake.log[0])
     model = snakemake.wildcards.model
     # The rule lists predictions and questions in vocab.TASKS order.
     predictions = dict(zip(TASKS, snakemake.input.predictions, strict=True))

@@ -7,7 +7,7 @@ were rejected.
 
 import logging
 
-from spinebench.io import write_table
+from spinebench.io import configure_job_logging, write_table
 from spinebench.standardize import (
     REJECTED_SCHEMA,
     STANDARDIZED_SCHEMA,
@@ -17,12 +17,7 @@ from spinebench.standardize import (
 
 
 def main(snakemake):
-    logging.basicConfig(
-        filename=snakemake.log[0],
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
+    configure_job_logging(snakemake.log[0])
     source = snakemake.wildcards.source
     settings = dict(snakemake.params.settings)
     logging.info("standardizing %s from %s with settings %s", source, snakemake.input.archive, settings)

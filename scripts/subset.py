@@ -2,13 +2,13 @@
 
 import logging
 
-from spinebench.io import read_table, write_table
+from spinebench.io import configure_job_logging, read_table, write_table
 from spinebench.subset import SUBSET_SCHEMA, select_subset
 
 
 def main(snakemake):
     # select_subset logs its own warnings (e.g. a size larger than the eligible pool) through this config.
-    logging.basicConfig(filename=snakemake.log[0], level=logging.INFO, format="%(asctime)s %(message)s")
+    configure_job_logging(snakemake.log[0])
     catalog = read_table(snakemake.input.catalog)
     diagnosis = read_table(snakemake.input.diagnosis)
     localization = read_table(snakemake.input.localization)

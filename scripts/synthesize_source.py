@@ -9,16 +9,12 @@ import logging
 import time
 from pathlib import Path
 
+from spinebench.io import configure_job_logging
 from spinebench.synth import write_source
 
 
 def main(snakemake) -> None:
-    logging.basicConfig(
-        filename=snakemake.log[0] if snakemake.log else None,
-        level=logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        force=True,
-    )
+    configure_job_logging(snakemake.log[0])
     log = logging.getLogger("synthesize_source")
     source = snakemake.wildcards.source
     out_dir = Path(snakemake.output[0])

@@ -8,6 +8,7 @@ compression and row-group size.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -76,3 +77,13 @@ def rejected_frame(rows: list[dict] | None = None) -> pd.DataFrame:
     """
     columns = ["source", "item", "file", "reason"]
     return pd.DataFrame(rows or [], columns=columns).astype("string")
+
+
+def configure_job_logging(log_path: str | os.PathLike) -> None:
+    """Send the `logging` records of a Snakemake job to its `log:` file (one format for every rule)."""
+    logging.basicConfig(
+        filename=log_path,
+        level=logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )

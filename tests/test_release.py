@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import configparser
+import subprocess
+import sys
+from pathlib import Path
+
 import pandas as pd
 
 from spinebench.io import write_table
@@ -31,3 +36,23 @@ def test_verify_manifest_names_changed_and_missing_tables(tmp_path):
     write_table(pd.DataFrame({"question_id": ["other"]}), tmp_path / "diagnosis.parquet")
     (tmp_path / "subset.parquet").unlink()
     assert verify_manifest(manifest, tmp_path) == ["diagnosis.parquet", "subset.parquet"]
+
+
+def test_dvc_pipeline_parses_and_telemetry_is_off():
+    """dvc.yaml is a valid pipeline with the two stages, and the repo config disables analytics/updates."""
+    repo = Path(__file__).resolve().parents[1]
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("dvc")), "stage", "list"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+    assert {line.split()[0] for line in result.stdout.splitlines() if line.strip()} == {
+        "benchmark",
+        "evaluate",
+    }
+    config = configparser.ConfigParser()
+    config.read(repo / ".dvc/config")
+    assert config["core"]["analytics"] == "false"
+    assert config["core"]["check_update"] == "false"

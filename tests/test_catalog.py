@@ -11,35 +11,8 @@ import pytest
 from spinebench import catalog as catalog_module
 from spinebench.catalog import build_catalog, build_catalog_table
 from spinebench.io import write_table
-
-STANDARDIZED_SCHEMA = pa.schema(
-    [
-        ("image_id", pa.string()),
-        ("source", pa.string()),
-        ("modality", pa.string()),
-        ("region", pa.string()),
-        ("disease", pa.string()),
-        ("levels", pa.list_(pa.string())),
-        ("member", pa.string()),
-        ("view", pa.string()),
-        ("study_id", pa.string()),
-        ("series_id", pa.string()),
-        ("instance_number", pa.string()),
-        ("source_labels", pa.list_(pa.string())),
-    ]
-)
-
-IMAGES_SCHEMA = pa.schema(
-    [
-        ("image_id", pa.string()),
-        ("png", pa.binary()),
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-        ("variance", pa.float64()),
-        ("laplacian_variance", pa.float64()),
-        ("contrast", pa.float64()),
-    ]
-)
+from spinebench.render import IMAGES_SCHEMA
+from spinebench.standardize import STANDARDIZED_SCHEMA
 
 
 def standardized_rows(source: str, ids: list[str], levels: list[list[str]] | None = None) -> pa.Table:

@@ -25,21 +25,10 @@ from spinebench.metrics import (
     score_model,
     write_csv,
 )
+from spinebench.predict import PREDICTIONS_SCHEMA
 
 REPO = Path(__file__).resolve().parents[1]
 
-PREDICTIONS_SCHEMA = pa.schema(
-    [
-        ("question_id", pa.string()),
-        ("image_id", pa.string()),
-        ("response", pa.string()),
-        ("answer", pa.string()),
-        ("extraction", pa.string()),
-        ("latency_s", pa.float64()),
-        ("error", pa.string()),
-        ("attempts", pa.int64()),
-    ]
-)
 
 # Six images, each with one diagnosis and one localization question.
 IMAGES = [f"img{number}" for number in range(1, 7)]

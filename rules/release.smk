@@ -4,6 +4,7 @@
 rule manifest:
     input:
         tables=BENCHMARK_TABLES,
+        pool=config["questions"]["pool"],
         code=package("release"),
     output:
         "results/benchmark/manifest.json",

@@ -27,11 +27,15 @@ def table_entry(path: str | Path) -> dict:
     }
 
 
-def build_manifest(table_paths: list[str], seed: int, encoder: str) -> dict:
-    """Manifest of the benchmark tables, keyed by file name (no timestamps: it is deterministic)."""
+def build_manifest(table_paths: list[str], seed: int, encoder: str, pool_version: int | str) -> dict:
+    """Manifest of the benchmark tables, keyed by file name (no timestamps: it is deterministic).
+
+    `pool_version` is the question paraphrase pool's `version`, so a release says which texts it used.
+    """
     return {
         "seed": seed,
         "encoder": encoder,
+        "question_pool_version": pool_version,
         "tables": {Path(path).name: table_entry(path) for path in sorted(table_paths)},
     }
 

@@ -23,15 +23,16 @@ def write_tables(directory):
 
 
 def test_manifest_counts_rows_and_is_deterministic(tmp_path):
-    first = build_manifest(write_tables(tmp_path / "a"), seed=1, encoder="tiny")
-    second = build_manifest(write_tables(tmp_path / "b"), seed=1, encoder="tiny")
+    first = build_manifest(write_tables(tmp_path / "a"), seed=1, encoder="tiny", pool_version=1)
+    second = build_manifest(write_tables(tmp_path / "b"), seed=1, encoder="tiny", pool_version=1)
     assert first == second
     assert first["tables"]["diagnosis.parquet"]["rows"] == 3
+    assert first["question_pool_version"] == 1
     assert first["tables"]["subset.parquet"]["columns"] == ["question_id"]
 
 
 def test_verify_manifest_names_changed_and_missing_tables(tmp_path):
-    manifest = build_manifest(write_tables(tmp_path), seed=1, encoder="tiny")
+    manifest = build_manifest(write_tables(tmp_path), seed=1, encoder="tiny", pool_version=1)
     assert verify_manifest(manifest, tmp_path) == []
     write_table(pd.DataFrame({"question_id": ["other"]}), tmp_path / "diagnosis.parquet")
     (tmp_path / "subset.parquet").unlink()

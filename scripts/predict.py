@@ -33,11 +33,15 @@ def main(snakemake):
     task, model_name = snakemake.wildcards.task, snakemake.wildcards.model
     params = snakemake.params
     templates_dir = str(snakemake.input.template).rsplit("/", 1)[0]
+    catalog = read_table(
+        snakemake.input.catalog, columns=["image_id", "source", "shard", "disease", "levels", "png_sha256"]
+    )
     questions = select_questions(
         read_table(snakemake.input.questions), read_table(snakemake.input.subset), task, params.split
     )
-    catalog = read_table(
-        snakemake.input.catalog, columns=["image_id", "source", "shard", "disease", "levels"]
+    # Each item's fingerprint covers its image's content, so re-rendered images are asked again.
+    questions = questions.merge(
+        catalog[["image_id", "png_sha256"]], on="image_id", how="left", validate="m:1"
     )
     context = BackendContext(
         model_name=model_name,

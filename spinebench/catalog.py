@@ -29,6 +29,7 @@ REQUIRED_STANDARDIZED_COLUMNS: tuple[str, ...] = (
 # Image-shard columns copied into the catalog, in catalog order (`png` is deliberately absent).
 IMAGE_METADATA_COLUMNS: tuple[str, ...] = (
     "image_id",
+    "png_sha256",
     "width",
     "height",
     "variance",
@@ -40,6 +41,7 @@ IMAGE_METADATA_COLUMNS: tuple[str, ...] = (
 EMPTY_IMAGE_METADATA = pa.schema(
     [
         ("image_id", pa.string()),
+        ("png_sha256", pa.string()),
         ("width", pa.int32()),
         ("height", pa.int32()),
         ("variance", pa.float64()),

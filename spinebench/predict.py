@@ -76,9 +76,13 @@ def model_fingerprint(backend: Backend) -> str:
     return _digest(json.dumps(data, sort_keys=True, default=str))
 
 
-def item_fingerprint(model_fp: str, question_id: str, image_id: str, prompt: str) -> str:
-    """Digest identifying one item's prediction: model, question, image and the exact prompt."""
-    return _digest(model_fp, question_id, image_id, prompt)
+def item_fingerprint(model_fp: str, question_id: str, image_id: str, image_sha256: str, prompt: str) -> str:
+    """Digest identifying one item's prediction: model, question, image (id and content) and exact prompt.
+
+    The image's content digest (`png_sha256` of the catalog; empty where a table lacks it) makes a
+    re-rendered image invalidate the predictions made on its previous rendering.
+    """
+    return _digest(model_fp, question_id, image_id, image_sha256, prompt)
 
 
 # --- choosing the questions -------------------------------------------------------------------------
@@ -144,7 +148,9 @@ def plan_items(
                 image_id=image_id,
                 prompt=prompt,
                 options=question_options(row),
-                fingerprint=item_fingerprint(model_fp, question_id, image_id, prompt),
+                fingerprint=item_fingerprint(
+                    model_fp, question_id, image_id, str(row.get("png_sha256") or ""), prompt
+                ),
             )
         )
     return planned

@@ -12,6 +12,7 @@ and the reader's or decoder's error.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import logging
 import os
@@ -40,6 +41,7 @@ IMAGES_SCHEMA = pa.schema(
     [
         ("image_id", pa.string()),
         ("png", pa.binary()),
+        ("png_sha256", pa.string()),
         ("width", pa.int32()),
         ("height", pa.int32()),
         ("variance", pa.float64()),
@@ -161,6 +163,8 @@ def render_rows(
             {
                 "image_id": str(image_id),
                 "png": outcome.png,
+                # Lets consumers (the prediction fingerprint) tell a re-rendered image from the old one.
+                "png_sha256": hashlib.sha256(outcome.png).hexdigest(),
                 "width": outcome.width,
                 "height": outcome.height,
                 **{column: outcome.quality[column] for column in QUALITY_COLUMNS},

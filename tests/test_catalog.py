@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pyarrow as pa
@@ -41,6 +42,7 @@ def image_rows(ids: list[str]) -> pa.Table:
         {
             "image_id": ids,
             "png": [b"\x89PNG fake " + i.encode() for i in ids],
+            "png_sha256": [hashlib.sha256(b"\x89PNG fake " + i.encode()).hexdigest() for i in ids],
             "width": [64] * len(ids),
             "height": [48] * len(ids),
             "variance": [0.01 * (n + 1) for n in range(len(ids))],
@@ -82,6 +84,7 @@ def test_catalog_joins_metadata_and_skips_rejected_images(layout):
     assert list(catalog.columns) == [
         *STANDARDIZED_SCHEMA.names,
         "shard",
+        "png_sha256",
         "width",
         "height",
         "variance",

@@ -6,6 +6,7 @@ fault server with a fixed latency, SIGKILLs it mid-run and runs it again.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import os
@@ -30,6 +31,7 @@ from spinebench.predict import (
     jsonl_path_for,
     judge_cache_path_for,
     model_fingerprint,
+    plan_items,
     read_records,
     run_predictions,
     select_questions,
@@ -67,6 +69,7 @@ def make_benchmark(root: Path, count: int) -> dict:
             "image_id": image_ids,
             "source": "rsna",
             "shard": ["000"] * half + ["001"] * (count - half),
+            "png_sha256": [hashlib.sha256(png_bytes(i)).hexdigest() for i in range(count)],
         }
     )
     paths = {
@@ -466,3 +469,15 @@ def test_items_failing_for_good_do_not_fail_a_later_run(tmp_path):
         frame = predict_once(paths, openai_settings(server), output)  # only the refused item runs, and fails
     assert list(frame["extraction"]) == ["final_phrase", "error", "final_phrase"]
     assert "HTTP 400" in frame["error"].iloc[1]
+
+
+def test_a_re_rendered_image_changes_only_its_items_fingerprint(tmp_path):
+    """Predictions made on an image's previous rendering are not reused once its PNG digest changes."""
+    paths = make_benchmark(tmp_path, 4)
+    catalog = read_table(paths["catalog"])
+    questions = read_table(paths["questions"]).merge(catalog[["image_id", "png_sha256"]], on="image_id")
+    before = {item.question_id: item.fingerprint for item in plan_items(questions, "diagnosis", False, "m")}
+    questions.loc[questions["image_id"] == "rsna-img002", "png_sha256"] = "0" * 64
+    after = {item.question_id: item.fingerprint for item in plan_items(questions, "diagnosis", False, "m")}
+    changed = sorted(qid for qid in before if before[qid] != after[qid])
+    assert changed == ["dx-rsna-img002"]

@@ -27,6 +27,7 @@ rule predict:
         judge_name=config["evaluate"]["judge"],
         split=config["evaluate"]["split"],
         definitions=config["evaluate"]["disease_definitions"],
+        max_failed_items=config["evaluate"]["max_failed_items"],
         seed=config["seed"],
     script:
         "../scripts/predict.py"

@@ -62,6 +62,7 @@ def main(snakemake):
             fingerprint,
             task=task,
             definitions=params.definitions,
+            max_failed=params.max_failed_items,
             **prompt_files,
         )
     judge = None

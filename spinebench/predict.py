@@ -380,13 +380,16 @@ def run_predictions(
     templates_dir: str | Path | None = None,
     definitions_path: str | Path | None = None,
     fsync_every: int = 64,
+    max_failed: int | None = None,
 ) -> RunSummary:
     """Run the backend on every question without a successful current record, appending to `jsonl_path`.
 
     `fingerprint` is the model fingerprint (`model_fingerprint(backend)`). Raises PredictionError when no
     question has a successful prediction after the run (a dead server or a wrong model name should fail the
-    job, not produce a table of errors); a few items failing for good (say, refused by a content filter)
-    do not, so they cannot block the workflow.
+    job, not produce a table of errors), and when more than `max_failed` items (None: no limit) still
+    failed after all retries: the job then fails, its finished items stay in the JSONL, and the next run
+    retries only the failed ones. Items that fail for good (say, refused by a content filter) are accepted
+    by raising `max_failed` (params `evaluate.max_failed_items`).
     """
     jsonl_path = Path(jsonl_path)
     if backend.needs_images and images is None:
@@ -454,6 +457,13 @@ def run_predictions(
         )
     if summary.attempted and summary.reused + summary.succeeded == 0:
         raise PredictionError(f"all {summary.attempted} items failed; first error: {first_error[0]}")
+    if max_failed is not None and summary.failed > max_failed:
+        finished = summary.reused + summary.succeeded
+        raise PredictionError(
+            f"{summary.failed} items failed after all retries (more than the {max_failed} allowed by "
+            f"evaluate.max_failed_items); first error: {first_error[0]}. The {finished} finished items "
+            f"are kept in {jsonl_path}: rerun to retry only the failed ones"
+        )
     return summary
 
 

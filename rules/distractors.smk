@@ -5,7 +5,7 @@ rule catalog:
     input:
         standardized=expand("results/standardized/{source}.parquet", source=SOURCES),
         images=image_shards(),
-        code=package("catalog"),
+        code=package("catalog", "tables"),
     output:
         "results/benchmark/images.parquet",
     log:

@@ -5,7 +5,7 @@ rule render_shard:
     input:
         table="results/standardized/{source}.parquet",
         archive=source_archive,
-        code=package("archive", "decode", "quality", "render", "shards"),
+        code=package("archive", "decode", "quality", "render", "shards", "tables"),
     output:
         images="results/images/{source}/{shard}.parquet",
         rejected="results/rejected/render/{source}/{shard}.parquet",

@@ -16,6 +16,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from spinebench.tables import IMAGES_SCHEMA
+
 # Standardized columns the benchmark stages rely on (the contract lists more; those are carried along).
 REQUIRED_STANDARDIZED_COLUMNS: tuple[str, ...] = (
     "image_id",
@@ -27,28 +29,11 @@ REQUIRED_STANDARDIZED_COLUMNS: tuple[str, ...] = (
 )
 
 # Image-shard columns copied into the catalog, in catalog order (`png` is deliberately absent).
-IMAGE_METADATA_COLUMNS: tuple[str, ...] = (
-    "image_id",
-    "png_sha256",
-    "width",
-    "height",
-    "variance",
-    "laplacian_variance",
-    "contrast",
-)
+IMAGE_METADATA_COLUMNS: tuple[str, ...] = tuple(name for name in IMAGES_SCHEMA.names if name != "png")
 
 # The metadata of no images, with the contract's types (used when there are no shards at all).
 EMPTY_IMAGE_METADATA = pa.schema(
-    [
-        ("image_id", pa.string()),
-        ("png_sha256", pa.string()),
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-        ("variance", pa.float64()),
-        ("laplacian_variance", pa.float64()),
-        ("contrast", pa.float64()),
-        ("shard", pa.string()),
-    ]
+    [IMAGES_SCHEMA.field(name) for name in IMAGE_METADATA_COLUMNS] + [("shard", pa.string())]
 ).empty_table()
 
 # How many offending ids an error message lists before summarising the rest.

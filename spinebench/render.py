@@ -29,6 +29,7 @@ from spinebench.archive import ArchiveError, open_source
 from spinebench.decode import DecodeError, RenderSettings, decode_to_grey
 from spinebench.io import rejected_frame
 from spinebench.quality import QUALITY_COLUMNS, image_quality
+from spinebench.tables import IMAGES_SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -36,19 +37,6 @@ log = logging.getLogger(__name__)
 # (measured on noisy 512 px slices, whose sensor noise zlib cannot compress anyway); fixed for byte-identity.
 PNG_COMPRESS_LEVEL = 1
 
-# The images table of docs/contracts.md.
-IMAGES_SCHEMA = pa.schema(
-    [
-        ("image_id", pa.string()),
-        ("png", pa.binary()),
-        ("png_sha256", pa.string()),
-        ("width", pa.int32()),
-        ("height", pa.int32()),
-        ("variance", pa.float64()),
-        ("laplacian_variance", pa.float64()),
-        ("contrast", pa.float64()),
-    ]
-)
 
 # Standardized columns rendering needs.
 REQUIRED_COLUMNS: tuple[str, ...] = ("image_id", "member", "modality")

@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from spinebench.workflow import copy_workflow, edit_params, planned_jobs, run_snakemake
+from spinebench.workflow import copy_workflow, planned_jobs, run_snakemake, set_scale
 
 # Stages in DAG order; each is the last rule of its stage.
 STAGES = (
@@ -54,16 +54,7 @@ def prepare_workdir(workdir: Path, scale: str) -> None:
     if not (workdir / "Snakefile").exists():
         workdir.mkdir(parents=True, exist_ok=True)
         copy_workflow(workdir)
-
-    def set_scale(params: dict) -> None:
-        params["synthetic"]["scale"] = scale
-        if scale == "full":
-            for source, shards in FULL_SCALE_SHARDS.items():
-                params["sources"][source]["shards"] = shards
-            # Paper subset sizes (DESIGN 1.5).
-            params["subset"].update(diagnosis_size=1000, localization_size=1128)
-
-    edit_params(workdir, set_scale)
+    set_scale(workdir, scale, FULL_SCALE_SHARDS)
 
 
 def timed(action) -> tuple[float, object]:

@@ -1,9 +1,11 @@
 # Shared set-up: params validation, wildcard constraints and input functions.
+import functools
 import glob
 import os
 
 from snakemake.utils import validate
 
+from spinebench.inventory import write_inventory
 from spinebench.shards import shard_names
 from spinebench.vocab import TASKS
 
@@ -48,6 +50,23 @@ def source_archive(wildcards):
         config["sources"][wildcards.source]["path"]
         or f"resources/synthetic/{wildcards.source}"
     )
+
+
+@functools.cache
+def folder_inventory(source):
+    """For a source read from an extracted folder, its inventory file (spinebench/inventory.py): Snakemake
+    sees only a folder's own mtime, which a file edited inside it does not change. None for a zip or a
+    synthetic archive (a file, or a rule output with a timestamp)."""
+    path = config["sources"][source]["path"]
+    if not path or not os.path.isdir(path):
+        return None
+    return write_inventory(path, f"results/sources/{source}.inventory.tsv")
+
+
+def source_inventory(wildcards):
+    """The inventory input of a source's jobs (empty for a source that needs none)."""
+    inventory = folder_inventory(wildcards.source)
+    return [inventory] if inventory else []
 
 
 def source_settings(wildcards):

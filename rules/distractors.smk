@@ -20,7 +20,7 @@ rule distractors:
     input:
         catalog="results/benchmark/images.parquet",
         embeddings=embedding_shards(),
-        code=package("distractors", "embed", "seeding"),
+        code=package("distractors", "embeddings", "store", "codeversion", "seeding"),
     output:
         library="results/benchmark/library.parquet",
         distractors="results/benchmark/distractors.parquet",
@@ -33,6 +33,6 @@ rule distractors:
     params:
         library_per_disease=config["distractors"]["library_per_disease"],
         distractor_count=config["distractors"]["count"],
-        seed=config["seed"],
+        seed=config["seeds"]["library"],
     script:
         "../scripts/distractors.py"

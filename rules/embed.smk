@@ -5,7 +5,7 @@ rule embed_shard:
     input:
         images="results/images/{source}/{shard}.parquet",
         encoder=encoder_files(),
-        code=package("embed"),
+        code=package("embed", "embeddings", "store", "codeversion"),
     output:
         "results/embeddings/{encoder}/{source}/{shard}.parquet",
     log:
@@ -19,6 +19,6 @@ rule embed_shard:
         mem_mb=4000,
     params:
         settings=embed_settings(),
-        seed=config["seed"],
+        seed=config["seeds"]["encoder"],
     script:
         "../scripts/embed_shard.py"

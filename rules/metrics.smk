@@ -21,7 +21,7 @@ rule score:
         split=config["evaluate"]["split"],
         bootstrap_samples=config["metrics"]["bootstrap_samples"],
         confidence=config["metrics"]["confidence"],
-        seed=config["seed"],
+        seed=config["seeds"]["bootstrap"],
     script:
         "../scripts/score.py"
 

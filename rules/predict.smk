@@ -11,7 +11,17 @@ rule predict:
         embeddings=embedding_shards(),
         template="templates/prompts/{task}.j2",
         definitions="resources/disease_definitions.yaml",
-        code=package("predict", "prompts", "extract", "seeding")
+        code=package(
+            "predict",
+            "journal",
+            "finalize",
+            "prompts",
+            "extract",
+            "seeding",
+            "embeddings",
+            "store",
+            "codeversion",
+        )
         + package_dir("backends"),
     output:
         "results/predictions/{model}/{task}.parquet",
@@ -28,6 +38,6 @@ rule predict:
         split=config["evaluate"]["split"],
         definitions=config["evaluate"]["disease_definitions"],
         max_failed_items=config["evaluate"]["max_failed_items"],
-        seed=config["seed"],
+        seed=config["seeds"]["baselines"],
     script:
         "../scripts/predict.py"

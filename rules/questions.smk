@@ -15,6 +15,6 @@ rule questions:
     conda:
         "../envs/build.yaml"
     params:
-        seed=config["seed"],
+        seed=config["seeds"]["questions"],
     script:
         "../scripts/questions.py"

@@ -13,7 +13,10 @@ rule manifest:
     conda:
         "../envs/build.yaml"
     params:
-        seed=config["seed"],
+        seeds={
+            key: config["seeds"][key]
+            for key in ("synthetic", "encoder", "library", "questions", "subset")
+        },
         encoder=ENCODER,
     script:
         "../scripts/manifest.py"

@@ -5,7 +5,18 @@ rule render_shard:
     input:
         table="results/standardized/{source}.parquet",
         archive=source_archive,
-        code=package("archive", "decode", "quality", "render", "shards", "tables"),
+        inventory=source_inventory,
+        code=package(
+            "archive",
+            "decode",
+            "quality",
+            "render",
+            "render_cache",
+            "shards",
+            "tables",
+            "store",
+            "codeversion",
+        ),
     output:
         images="results/images/{source}/{shard}.parquet",
         rejected="results/rejected/render/{source}/{shard}.parquet",

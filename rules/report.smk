@@ -22,7 +22,7 @@ rule report:
     conda:
         "../envs/evaluate.yaml"
     params:
-        seed=config["seed"],
+        seeds=config["seeds"],
         split=config["evaluate"]["split"],
     script:
         "../scripts/report.py"

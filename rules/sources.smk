@@ -3,7 +3,7 @@
 
 rule synthesize_source:
     input:
-        code=package_dir("synth"),
+        code=package_dir("synth") + package("store", "codeversion", "seeding"),
     output:
         directory("resources/synthetic/{source}"),
     log:
@@ -15,7 +15,7 @@ rule synthesize_source:
     threads: 2
     params:
         counts=lambda wildcards: config["synthetic"][config["synthetic"]["scale"]],
-        seed=config["seed"],
+        seed=config["seeds"]["synthetic"],
         decoys=config["synthetic"]["decoys"],
     script:
         "../scripts/synthesize_source.py"

@@ -4,6 +4,7 @@
 rule standardize:
     input:
         archive=source_archive,
+        inventory=source_inventory,
         sql="sql/standardize/{source}.sql",
         label_map="resources/label_maps/{source}.csv",
         code=package("archive", "ingest", "standardize"),

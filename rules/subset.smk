@@ -15,6 +15,6 @@ rule subset:
         "../envs/build.yaml"
     params:
         settings=config["subset"],
-        seed=config["seed"],
+        seed=config["seeds"]["subset"],
     script:
         "../scripts/subset.py"

@@ -4,7 +4,7 @@ import logging
 import time
 
 from spinebench.distractors import DISTRACTORS_SCHEMA, LIBRARY_SCHEMA, assign_distractors, sample_library
-from spinebench.embed import load_embeddings
+from spinebench.embeddings import load_embeddings
 from spinebench.io import configure_job_logging, read_table, write_table
 
 

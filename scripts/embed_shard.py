@@ -1,16 +1,41 @@
-"""Snakemake entry point of rule embed_shard: one image shard -> its open_clip embedding shard."""
+"""Snakemake entry point of rule embed_shard: one image shard -> its open_clip embedding shard.
 
-from spinebench.embed import EMBEDDINGS_SCHEMA, embed_table, load_encoder
+Embeddings whose content key (PNG digest + encoder fingerprint) is in the store are taken from it; the
+encoder (and with it torch and open_clip) is loaded only when some image of the shard is not.
+"""
+
+import logging
+
+from spinebench.embeddings import (
+    EMBEDDINGS_SCHEMA,
+    STORE_KIND,
+    EncoderSettings,
+    embed_with_store,
+    encoder_fingerprint,
+)
 from spinebench.io import configure_job_logging, read_table, write_table
+from spinebench.store import Store, Tally, store_location
 
 
 def main(snakemake):
     configure_job_logging(snakemake.log[0])
-    settings = snakemake.params.settings
-    encoder = load_encoder(settings, int(snakemake.params.seed), threads=snakemake.threads)
+    settings = EncoderSettings.from_params(snakemake.params.settings)
+    seed = int(snakemake.params.seed)
+
+    def make_embedder():
+        from spinebench.embed import make_embedder  # torch and open_clip: only when something is missing
+
+        return make_embedder(settings, seed, threads=snakemake.threads)
+
+    # The store's location is not a param: it never changes what an output holds.
+    store = Store(store_location(snakemake.config["cache"]["dir"]))
+    tally = Tally()
     images = read_table(snakemake.input.images, columns=["image_id", "png"])
-    embeddings = embed_table(images, encoder, int(settings["batch_size"]))
+    fingerprint = encoder_fingerprint(settings, seed)
+    embeddings = embed_with_store(images, fingerprint, store, make_embedder, tally)
     write_table(embeddings, snakemake.output[0], schema=EMBEDDINGS_SCHEMA)
+    store.record_refs(snakemake.output[0], STORE_KIND, tally)
+    logging.info("%s", tally.summary(STORE_KIND))
 
 
 main(snakemake)  # noqa: F821

@@ -13,7 +13,7 @@ def main(snakemake):
     configure_job_logging(snakemake.log[0])
     pool_version = yaml.safe_load(Path(snakemake.input.pool).read_text(encoding="utf-8"))["version"]
     manifest = build_manifest(
-        list(snakemake.input.tables), snakemake.params.seed, snakemake.params.encoder, pool_version
+        list(snakemake.input.tables), dict(snakemake.params.seeds), snakemake.params.encoder, pool_version
     )
     for name, entry in manifest["tables"].items():
         logging.info("%s: %d rows, sha256 %s", name, entry["rows"], entry["sha256"])

@@ -3,25 +3,17 @@
 import logging
 
 from spinebench.backends import BackendContext, make_backend
+from spinebench.finalize import Judge, finalize, write_predictions
 from spinebench.io import configure_job_logging, read_table
-from spinebench.predict import (
-    Judge,
-    ShardImages,
-    finalize,
-    jsonl_path_for,
-    judge_cache_path_for,
-    model_fingerprint,
-    run_predictions,
-    select_questions,
-    write_predictions,
-)
+from spinebench.journal import jsonl_path_for, judge_cache_path_for
+from spinebench.predict import ShardImages, model_fingerprint, run_predictions, select_questions
 
 
 def embeddings_loader(paths):
     """Load the benchmark's image embeddings only if a backend asks (the nearest-neighbour baseline)."""
 
     def load():
-        from spinebench.embed import load_embeddings
+        from spinebench.embeddings import load_embeddings
 
         return load_embeddings(list(paths))
 

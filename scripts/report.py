@@ -22,7 +22,7 @@ def main(snakemake):
     ]
     context = build_report_context(
         title=getattr(snakemake.params, "title", DEFAULT_TITLE),
-        seed=snakemake.params.seed,
+        seeds=dict(snakemake.params.seeds),
         split=snakemake.params.split,
         leaderboard=read_json(snakemake.input.leaderboard),
         summaries=[read_json(path) for path in snakemake.input.summaries],

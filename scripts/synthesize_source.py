@@ -3,6 +3,7 @@
 Inputs: none. Params: counts (dict: synthetic.demo or synthetic.full), seed, decoys.
 Wildcards: source. Output: output[0], the archive folder resources/synthetic/{source}.
 Threads: snakemake.threads worker processes render the images (the output does not depend on it).
+An archive already in the store (same source, count, seed, decoys and generator code) is copied from it.
 """
 
 import logging
@@ -10,7 +11,8 @@ import time
 from pathlib import Path
 
 from spinebench.io import configure_job_logging
-from spinebench.synth import write_source
+from spinebench.store import Store, store_location
+from spinebench.synth.stored import write_source_stored
 
 
 def main(snakemake) -> None:
@@ -28,7 +30,8 @@ def main(snakemake) -> None:
         snakemake.params.seed,
         snakemake.params.decoys,
     )
-    write_source(
+    restored = write_source_stored(
+        Store(store_location(snakemake.config["cache"]["dir"])),
         source,
         out_dir,
         counts,
@@ -38,7 +41,8 @@ def main(snakemake) -> None:
     )
     files = sorted(path for path in out_dir.rglob("*") if path.is_file())
     log.info(
-        "wrote %d files, %d bytes, in %.1f s",
+        "%s %d files, %d bytes, in %.1f s",
+        "copied from the store" if restored else "wrote",
         len(files),
         sum(p.stat().st_size for p in files),
         time.perf_counter() - started,

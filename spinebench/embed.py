@@ -38,85 +38,27 @@ from pathlib import Path
 
 import numpy as np
 import open_clip
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 from open_clip.transform import PreprocessCfg, image_transform_v2
 from PIL import Image
 
-log = logging.getLogger(__name__)
-
-# Local model configs: resources/encoders/{architecture}.json.
-ENCODER_CONFIG_DIR = Path(__file__).resolve().parents[1] / "resources" / "encoders"
-
-# The embeddings table of docs/contracts.md.
-EMBEDDINGS_SCHEMA = pa.schema([("image_id", pa.string()), ("embedding", pa.list_(pa.float32()))])
-
-SETTING_KEYS = (
-    "architecture",
-    "checkpoint",
-    "image_size",
-    "resize_mode",
-    "interpolation",
-    "mean",
-    "std",
-    "batch_size",
-    "device",
+from spinebench.embeddings import (
+    ENCODER_CONFIG_DIR,
+    EmbedFunction,
+    EncoderSettings,
+    expected_device_kind,
+    local_config_path,
 )
+
+log = logging.getLogger(__name__)
 
 # Local config files already registered with open_clip in this process (registering twice is harmless
 # but grows open_clip's search path).
 _registered_configs: set[Path] = set()
 
 
-@dataclass(frozen=True)
-class EncoderSettings:
-    """The `embed` params that determine the embeddings (the encoder's *name* is only a path component)."""
-
-    architecture: str
-    checkpoint: str | None
-    image_size: int
-    resize_mode: str
-    interpolation: str
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
-    batch_size: int
-    device: str
-
-    @classmethod
-    def from_params(cls, params: Mapping) -> EncoderSettings:
-        """Build from the params mapping (extra keys such as `encoder` are ignored)."""
-        missing = [key for key in SETTING_KEYS if key not in params]
-        if missing:
-            raise ValueError(f"embed settings lack {', '.join(missing)}")
-        settings = cls(
-            architecture=str(params["architecture"]),
-            checkpoint=None if params["checkpoint"] in (None, "") else str(params["checkpoint"]),
-            image_size=int(params["image_size"]),
-            resize_mode=str(params["resize_mode"]),
-            interpolation=str(params["interpolation"]),
-            mean=tuple(float(value) for value in params["mean"]),
-            std=tuple(float(value) for value in params["std"]),
-            batch_size=int(params["batch_size"]),
-            device=str(params["device"]),
-        )
-        if len(settings.mean) != 3 or len(settings.std) != 3 or min(settings.std) <= 0:
-            raise ValueError(f"embed.mean/std need 3 values each, std > 0: {settings.mean}, {settings.std}")
-        if settings.batch_size < 1:
-            raise ValueError(f"embed.batch_size must be positive, got {settings.batch_size}")
-        return settings
-
-
 # ------------------------------------------------------------------------------------------ architecture
-
-
-def local_config_path(architecture: str, config_dir: Path = ENCODER_CONFIG_DIR) -> Path | None:
-    """The local config file `config_dir/{architecture}.json`, or None if there is none."""
-    path = config_dir / f"{architecture}.json"
-    return path if path.is_file() else None
 
 
 def register_architecture(architecture: str, config_dir: Path = ENCODER_CONFIG_DIR) -> str:
@@ -213,22 +155,26 @@ class Encoder:
     architecture: str
 
     def embed_pngs(self, pngs: Sequence[bytes], names: Sequence[str] | None = None) -> np.ndarray:
-        """Embeddings (n, dim) float32, L2-normalised, of PNG images; batched by `batch_size`.
+        """Embeddings (n, dim) float32, L2-normalised, of PNG images.
 
+        Images are decoded and preprocessed `batch_size` at a time, but each one goes through the encoder
+        alone: the matrix kernels' blocking depends on the batch's shape and on a row's place in it, so a
+        batched embedding changes in its last bits with the images beside it. Alone, an image's embedding
+        depends on its pixels only, which is what lets the store serve it to any shard.
         `names` (e.g. image_ids) only label errors: an undecodable PNG raises ValueError naming it.
         """
         names = list(names) if names is not None else [f"#{index}" for index in range(len(pngs))]
-        chunks = [np.zeros((0, self.dim), dtype=np.float32)]
+        rows = [np.zeros((0, self.dim), dtype=np.float32)]
         for start in range(0, len(pngs), self.batch_size):
             stop = start + self.batch_size
             batch = zip(pngs[start:stop], names[start:stop], strict=True)
             tensors = [self.preprocess(_png_image(data, name)) for data, name in batch]
-            chunks.append(self._embed_batch(torch.stack(tensors)))
-        return np.concatenate(chunks, axis=0)
+            rows.extend(self._embed_one(tensor) for tensor in tensors)
+        return np.concatenate(rows, axis=0)
 
-    def _embed_batch(self, batch: torch.Tensor) -> np.ndarray:
+    def _embed_one(self, image: torch.Tensor) -> np.ndarray:
         with torch.inference_mode():
-            features = self.visual(batch.to(self.device, dtype=torch.float32))
+            features = self.visual(image.unsqueeze(0).to(self.device, dtype=torch.float32))
             return F.normalize(features.float(), dim=-1).cpu().numpy().astype(np.float32, copy=False)
 
 
@@ -281,73 +227,23 @@ def load_encoder(settings: Mapping | EncoderSettings, seed: int, threads: int | 
 # --------------------------------------------------------------------------------------------- tables
 
 
-def embed_table(images_df: pd.DataFrame, encoder: Encoder, batch_size: int) -> pd.DataFrame:
-    """The embeddings table (image_id, embedding list<float32>) of an images table, in image_id order."""
-    images = images_df.sort_values("image_id", kind="mergesort").reset_index(drop=True)
-    duplicated = images["image_id"][images["image_id"].duplicated()].unique().tolist()
-    if duplicated:
-        raise ValueError(f"duplicate image_id(s) in the images table: {', '.join(map(str, duplicated[:10]))}")
-    image_ids = images["image_id"].astype(str).tolist()
-    pngs = images["png"].tolist()
-    chunks = [np.zeros((0, encoder.dim), dtype=np.float32)]
-    for start in range(0, len(pngs), batch_size):
-        stop = start + batch_size
-        chunks.append(encoder.embed_pngs(pngs[start:stop], names=image_ids[start:stop]))
-        log.info("embedded %d / %d image(s)", min(stop, len(pngs)), len(pngs))
-    matrix = np.concatenate(chunks, axis=0)
-    embeddings = pa.FixedSizeListArray.from_arrays(pa.array(matrix.ravel(), type=pa.float32()), encoder.dim)
-    table = pa.table(
-        {
-            "image_id": pa.array(image_ids, type=pa.string()),
-            "embedding": embeddings.cast(pa.list_(pa.float32())),
-        },
-        schema=EMBEDDINGS_SCHEMA,
-    )
-    return table.to_pandas()
+def make_embedder(settings: EncoderSettings, seed: int, threads: int | None = None) -> EmbedFunction:
+    """Load the encoder and return its embedding function, after checking that it runs on the device kind
+    its store keys were computed for (`spinebench.embeddings.expected_device_kind`)."""
+    encoder = load_encoder(settings, seed, threads=threads)
+    expected = expected_device_kind(settings.device)
+    if encoder.device.type != expected:
+        raise ValueError(
+            f"embed.device {settings.device!r} runs on {encoder.device.type}, but the store keys assumed "
+            f"{expected}; set embed.device to cpu or cuda explicitly"
+        )
 
+    def embed(pngs: Sequence[bytes], image_ids: Sequence[str]) -> np.ndarray:
+        chunks = [np.zeros((0, encoder.dim), dtype=np.float32)]
+        for start in range(0, len(pngs), encoder.batch_size):
+            stop = start + encoder.batch_size
+            chunks.append(encoder.embed_pngs(pngs[start:stop], names=image_ids[start:stop]))
+            log.info("embedded %d / %d image(s)", min(stop, len(pngs)), len(pngs))
+        return np.concatenate(chunks, axis=0)
 
-def _read_embedding_shard(path: str | os.PathLike) -> tuple[list[str], np.ndarray]:
-    """(image_ids, matrix) of one embeddings file; ValueError naming the file if it is malformed."""
-    table = pq.read_table(path, columns=["image_id", "embedding"])
-    embeddings = table["embedding"].combine_chunks()
-    if embeddings.null_count or table["image_id"].null_count:
-        raise ValueError(f"{path}: missing image_id or embedding values")
-    lengths = pc.list_value_length(embeddings).to_numpy(zero_copy_only=False)
-    if len(lengths) and (lengths != lengths[0]).any():
-        raise ValueError(f"{path}: embeddings of different lengths {sorted(set(lengths.tolist()))}")
-    dim = int(lengths[0]) if len(lengths) else 0
-    values = embeddings.flatten().to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    return table["image_id"].to_pylist(), values.reshape(len(lengths), dim)
-
-
-def load_embeddings(paths: Sequence[str | os.PathLike]) -> tuple[list[str], np.ndarray]:
-    """Concatenate embedding shards into (image_ids, matrix (n, d) float32), rows in image_id order.
-
-    Sorting makes the result independent of the order the shards are listed in. Raises ValueError for an
-    image_id in more than one shard or shards of different dimensions, naming the files.
-    """
-    image_ids: list[str] = []
-    matrices: list[np.ndarray] = []
-    origin: dict[str, str] = {}
-    for path in paths:
-        shard_ids, matrix = _read_embedding_shard(path)
-        if (
-            matrices
-            and matrix.shape[0]
-            and matrices[-1].shape[0]
-            and matrix.shape[1] != matrices[-1].shape[1]
-        ):
-            raise ValueError(
-                f"{path}: {matrix.shape[1]}-d embeddings, other shards have {matrices[-1].shape[1]}"
-            )
-        for image_id in shard_ids:
-            if image_id in origin:
-                raise ValueError(f"image_id {image_id} is in both {origin[image_id]} and {path}")
-            origin[image_id] = str(path)
-        image_ids.extend(shard_ids)
-        if matrix.shape[0]:
-            matrices.append(matrix)
-    if not matrices:
-        return [], np.zeros((0, 0), dtype=np.float32)
-    order = sorted(range(len(image_ids)), key=image_ids.__getitem__)
-    return [image_ids[index] for index in order], np.concatenate(matrices, axis=0)[order]
+    return embed

@@ -27,13 +27,16 @@ def table_entry(path: str | Path) -> dict:
     }
 
 
-def build_manifest(table_paths: list[str], seed: int, encoder: str, pool_version: int | str) -> dict:
+def build_manifest(
+    table_paths: list[str], seeds: dict[str, int], encoder: str, pool_version: int | str
+) -> dict:
     """Manifest of the benchmark tables, keyed by file name (no timestamps: it is deterministic).
 
-    `pool_version` is the question paraphrase pool's `version`, so a release says which texts it used.
+    `pool_version` is the question paraphrase pool's `version`, so a release says which texts it used;
+    `seeds` are the seeds the benchmark tables were drawn with.
     """
     return {
-        "seed": seed,
+        "seeds": dict(sorted(seeds.items())),
         "encoder": encoder,
         "question_pool_version": pool_version,
         "tables": {Path(path).name: table_entry(path) for path in sorted(table_paths)},

@@ -48,6 +48,14 @@ class MemberReader(Protocol):
     def read(self, member: str) -> bytes: ...
 
 
+class OutcomeCache(Protocol):
+    """Where rendered images may already be (`spinebench.render_cache.RenderCache`, the store)."""
+
+    def outcome(
+        self, data: bytes, member: str, modality: str, settings: RenderSettings
+    ) -> RenderedImage | DecodeFailure: ...
+
+
 @dataclass(frozen=True)
 class RenderedImage:
     """One rendered image: its PNG bytes, size and quality metrics."""
@@ -111,7 +119,9 @@ def _rejection(source: str, image_id: str, member, reason: str) -> dict:
     return {"source": source, "item": image_id, "file": file, "reason": reason}
 
 
-def _render_row(archive: MemberReader, member, modality, settings: RenderSettings) -> RenderedImage | str:
+def _render_row(
+    archive: MemberReader, member, modality, settings: RenderSettings, cache: OutcomeCache | None
+) -> RenderedImage | str:
     """The rendered image of one row, or the reason it cannot be rendered."""
     if not isinstance(member, str) or not member:
         return "the standardized row names no archive member"
@@ -119,10 +129,30 @@ def _render_row(archive: MemberReader, member, modality, settings: RenderSetting
         data = archive.read(member)
     except (ArchiveError, OSError) as error:  # OSError: a folder member that vanished or is unreadable
         return f"cannot read archive member {member}: {error}"
+    if cache is not None:
+        outcome = cache.outcome(data, member, str(modality), settings)
+    else:
+        outcome = decode_outcome(data, member, str(modality), settings)
+    if isinstance(outcome, DecodeFailure):
+        return f"cannot decode archive member {member}: {outcome.message}"
+    return outcome
+
+
+@dataclass(frozen=True)
+class DecodeFailure:
+    """Why a member's bytes cannot be decoded (the decoder's message; the member is named by the caller)."""
+
+    message: str
+
+
+def decode_outcome(
+    data: bytes, member: str, modality: str, settings: RenderSettings
+) -> RenderedImage | DecodeFailure:
+    """The rendered image of a member's bytes, or why they cannot be decoded."""
     try:
-        return render_image(data, member, str(modality), settings)
+        return render_image(data, member, modality, settings)
     except DecodeError as error:
-        return f"cannot decode archive member {member}: {error}"
+        return DecodeFailure(str(error))
 
 
 def images_frame(records: list[dict]) -> pd.DataFrame:
@@ -132,18 +162,23 @@ def images_frame(records: list[dict]) -> pd.DataFrame:
 
 
 def render_rows(
-    rows: pd.DataFrame, archive: MemberReader, source: str, settings: Mapping | RenderSettings
+    rows: pd.DataFrame,
+    archive: MemberReader,
+    source: str,
+    settings: Mapping | RenderSettings,
+    cache: OutcomeCache | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Render standardized `rows` whose members `archive` reads: (images table, rejected table).
 
-    Both tables are in image_id order; every row ends up in exactly one of them.
+    Both tables are in image_id order; every row ends up in exactly one of them. With a `cache`, images
+    whose content key is in the store are not decoded again.
     """
     if not isinstance(settings, RenderSettings):
         settings = RenderSettings.from_params(settings)
     rows = _check_rows(rows)
     images, rejected = [], []
     for image_id, member, modality in rows[list(REQUIRED_COLUMNS)].itertuples(index=False, name=None):
-        outcome = _render_row(archive, member, modality, settings)
+        outcome = _render_row(archive, member, modality, settings, cache)
         if isinstance(outcome, str):
             rejected.append(_rejection(source, str(image_id), member, outcome))
             continue
@@ -163,7 +198,11 @@ def render_rows(
 
 
 def render_shard(
-    standardized_df: pd.DataFrame, archive_path: str | os.PathLike, source: str, settings: Mapping
+    standardized_df: pd.DataFrame,
+    archive_path: str | os.PathLike,
+    source: str,
+    settings: Mapping,
+    cache: OutcomeCache | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Render one shard's standardized rows from the source archive at `archive_path`.
 
@@ -171,4 +210,4 @@ def render_shard(
     """
     settings = RenderSettings.from_params(settings)
     with open_source(source, archive_path) as archive:
-        return render_rows(standardized_df, archive, source, settings)
+        return render_rows(standardized_df, archive, source, settings, cache)

@@ -218,7 +218,7 @@ def paper_rows(paper: pd.DataFrame) -> list[dict]:
 def build_report_context(
     *,
     title: str,
-    seed: int,
+    seeds: Mapping[str, int],
     split: str,
     leaderboard: Mapping[str, Mapping],
     summaries: Sequence[Mapping],
@@ -234,7 +234,7 @@ def build_report_context(
     models = [row["model"] for row in board]
     return {
         "title": title,
-        "seed": seed,
+        "seeds": ", ".join(f"{name} {value}" for name, value in seeds.items()),
         "split": split,
         "dataset": dataset_overview(catalog, rejected),
         "benchmark": benchmark_overview(questions, subset),

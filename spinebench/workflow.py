@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import yaml
@@ -25,6 +27,7 @@ WORKFLOW_PATHS = (
     "templates",
     "resources",
     "envs",
+    "profiles",
     "spinebench",
 )
 
@@ -45,11 +48,9 @@ class WorkflowError(RuntimeError):
     """A snakemake run that failed; the message holds the command and its output."""
 
 
-def run_snakemake(
-    workdir: Path, *args: str, cores: int = 2, check: bool = True
-) -> subprocess.CompletedProcess:
-    """Run snakemake in `workdir`; with `check`, a failure raises WorkflowError carrying the output."""
-    command = [
+def snakemake_command(workdir: Path, *args: str, cores: int = 2) -> list[str]:
+    """The snakemake command line that runs the copy in `workdir`."""
+    return [
         SNAKEMAKE,
         "--cores",
         str(cores),
@@ -59,7 +60,25 @@ def run_snakemake(
         str(workdir / "Snakefile"),
         *args,
     ]
-    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True)
+
+
+def snakemake_environment(workdir: Path, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This process's environment plus `env`, with the copy's own package first on PYTHONPATH: its jobs
+    then run (and version) the copy's code, not the editable install's."""
+    python_path = os.pathsep.join(filter(None, [str(workdir), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONPATH": python_path, **(env or {})}
+
+
+def run_snakemake(
+    workdir: Path, *args: str, cores: int = 2, check: bool = True, env: Mapping[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    """Run snakemake in `workdir`; with `check`, a failure raises WorkflowError carrying the output.
+
+    `env` adds environment variables (say, SPINEBENCH_CACHE to share a store between copies).
+    """
+    command = snakemake_command(workdir, *args, cores=cores)
+    environment = snakemake_environment(workdir, env)
+    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, env=environment)
     if check and result.returncode != 0:
         raise WorkflowError(
             f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
@@ -67,9 +86,9 @@ def run_snakemake(
     return result
 
 
-def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
+def planned_jobs(workdir: Path, *args: str, env: Mapping[str, str] | None = None) -> dict[str, int]:
     """Jobs a dry run would execute, as rule -> count, read from snakemake's "Job stats" table."""
-    result = run_snakemake(workdir, "--dry-run", *args)
+    result = run_snakemake(workdir, "--dry-run", *args, env=env)
     output = result.stdout + result.stderr
     if "Nothing to be done" in output:
         return {}
@@ -89,6 +108,20 @@ def planned_jobs(workdir: Path, *args: str) -> dict[str, int]:
     if not counts:
         raise WorkflowError(f"no job stats in dry-run output:\n{output}")
     return counts
+
+
+def set_scale(workdir: Path, scale: str, full_scale_shards: Mapping[str, int]) -> None:
+    """Set the copy's synthetic scale; at full scale also the shard counts and the paper's subset sizes."""
+
+    def edit(params: dict) -> None:
+        params["synthetic"]["scale"] = scale
+        if scale == "full":
+            for source, shards in full_scale_shards.items():
+                params["sources"][source]["shards"] = shards
+            # Paper subset sizes (DESIGN 1.5).
+            params["subset"].update(diagnosis_size=1000, localization_size=1128)
+
+    edit_params(workdir, edit)
 
 
 def edit_params(workdir: Path, edit) -> None:

@@ -18,16 +18,21 @@ import torch
 from PIL import Image
 
 from spinebench.embed import (
-    EMBEDDINGS_SCHEMA,
-    EncoderSettings,
     build_preprocess,
-    embed_table,
-    load_embeddings,
     load_encoder,
+    make_embedder,
     native_image_size,
     register_architecture,
 )
+from spinebench.embeddings import (
+    EMBEDDINGS_SCHEMA,
+    EncoderSettings,
+    embed_with_store,
+    encoder_fingerprint,
+    load_embeddings,
+)
 from spinebench.io import read_table, write_table
+from spinebench.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 SETTINGS = {
@@ -122,10 +127,17 @@ def test_preprocessing_squashes_and_normalises():
     assert torch.allclose(white, torch.ones_like(white)) and torch.allclose(black, -torch.ones_like(black))
 
 
+def embed_table(images: pd.DataFrame, store_dir: Path) -> pd.DataFrame:
+    """The embeddings table of an images table, as the embed job makes it (through a fresh store)."""
+    settings = EncoderSettings.from_params({**SETTINGS, "batch_size": 3})
+    fingerprint = encoder_fingerprint(settings, seed=7)
+    return embed_with_store(images, fingerprint, Store(store_dir), lambda: make_embedder(settings, seed=7))
+
+
 def test_embed_table_writes_list_float32_in_image_id_order(tmp_path):
     encoder = load_encoder(SETTINGS, seed=7)
     images = pd.DataFrame({"image_id": ["e", "b", "d", "a", "c"], "png": PNGS})
-    table = embed_table(images, encoder, batch_size=3)
+    table = embed_table(images, tmp_path / "store")
     assert table["image_id"].tolist() == ["a", "b", "c", "d", "e"]
     path = tmp_path / "embeddings.parquet"
     write_table(table, path, schema=EMBEDDINGS_SCHEMA)
@@ -133,14 +145,23 @@ def test_embed_table_writes_list_float32_in_image_id_order(tmp_path):
     image_ids, matrix = load_embeddings([path])
     expected = encoder.embed_pngs([PNGS[3], PNGS[1], PNGS[4], PNGS[2], PNGS[0]])
     assert image_ids == ["a", "b", "c", "d", "e"]
-    np.testing.assert_allclose(matrix, expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(matrix, expected)
 
 
-def test_undecodable_png_names_the_image():
+def test_an_embedding_does_not_depend_on_the_images_beside_it():
+    """Batched kernels change the last bits with the batch; the store needs embeddings of the image alone."""
     encoder = load_encoder(SETTINGS, seed=7)
+    alone = np.concatenate([encoder.embed_pngs([png_bytes]) for png_bytes in PNGS])
+    for batch_size in (1, 2, 5):
+        encoder.batch_size = batch_size
+        np.testing.assert_array_equal(encoder.embed_pngs(PNGS), alone)
+        np.testing.assert_array_equal(encoder.embed_pngs(PNGS[::-1]), alone[::-1])
+
+
+def test_undecodable_png_names_the_image(tmp_path):
     images = pd.DataFrame({"image_id": ["good", "bad"], "png": [PNGS[0], b"\x89PNG broken"]})
     with pytest.raises(ValueError, match="image bad"):
-        embed_table(images, encoder, batch_size=8)
+        embed_table(images, tmp_path / "store")
 
 
 def shard(path: Path, image_ids: list[str], matrix: np.ndarray) -> Path:
@@ -181,6 +202,7 @@ def test_embed_script_writes_the_shard(tmp_path):
         input=SimpleNamespace(images=str(images)),
         output=[str(output)],
         params=SimpleNamespace(settings=SETTINGS, seed=7),
+        config={"cache": {"dir": str(tmp_path / "store")}},
         threads=1,
         log=[str(tmp_path / "embed.log")],
     )

@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 
 from spinebench import metrics
+from spinebench.finalize import PREDICTIONS_SCHEMA
 from spinebench.io import write_table
 from spinebench.metrics import (
     METRICS,
@@ -25,7 +26,6 @@ from spinebench.metrics import (
     score_model,
     write_csv,
 )
-from spinebench.predict import PREDICTIONS_SCHEMA
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -21,21 +21,22 @@ import pytest
 from PIL import Image
 
 from spinebench.backends import make_backend
+from spinebench.finalize import Judge, finalize, write_predictions
 from spinebench.io import read_table, write_table
-from spinebench.predict import (
-    Judge,
+from spinebench.journal import (
     PredictionError,
-    ShardImages,
+    compact,
     current_records,
-    finalize,
     jsonl_path_for,
     judge_cache_path_for,
+    read_records,
+)
+from spinebench.predict import (
+    ShardImages,
     model_fingerprint,
     plan_items,
-    read_records,
     run_predictions,
     select_questions,
-    write_predictions,
 )
 from tests import fault_server
 from tests.fault_server import FaultServer
@@ -341,6 +342,29 @@ def test_current_records_prefers_success_then_latest_and_ignores_stale_fingerpri
     assert chosen["q1"]["response"] == "first"
     assert chosen["q2"]["error"] == "failure"
     assert chosen["q3"]["response"] == "two"
+
+
+def test_compaction_keeps_answers_of_other_fingerprints_for_a_flip_back(tmp_path):
+    """Render settings A -> B -> A change every fingerprint and back: A's answers must survive B's run."""
+
+    def record(question_id, fingerprint, response=None, error=None):
+        return {"question_id": question_id, "fingerprint": fingerprint, "response": response, "error": error}
+
+    records = [
+        record("q1", "A", response="answer under A"),
+        record("q1", "A", error="a retried failure"),
+        record("q1", "B", error="failure under B"),
+        record("q1", "B", response="answer under B"),
+        record("q2", "A", error="failure under A, never retried"),
+        record("q2", "B", response="answer under B"),
+        record("q9", "X", error="not planned: kept"),
+    ]
+    path = tmp_path / "diagnosis.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    compact(path, records, {"q1": "B", "q2": "B"})
+    kept = [json.loads(line) for line in path.read_text().splitlines()]
+    assert kept == [records[0], records[3], records[5], records[6]]
+    assert current_records(kept, {"q1": "A", "q2": "A"}) == {"q1": records[0]}
 
 
 def test_images_come_from_the_catalog_shards(tmp_path):

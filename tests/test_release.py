@@ -23,8 +23,8 @@ def write_tables(directory):
 
 
 def test_manifest_counts_rows_and_is_deterministic(tmp_path):
-    first = build_manifest(write_tables(tmp_path / "a"), seed=1, encoder="tiny", pool_version=1)
-    second = build_manifest(write_tables(tmp_path / "b"), seed=1, encoder="tiny", pool_version=1)
+    first = build_manifest(write_tables(tmp_path / "a"), seeds={"subset": 1}, encoder="t", pool_version=1)
+    second = build_manifest(write_tables(tmp_path / "b"), seeds={"subset": 1}, encoder="t", pool_version=1)
     assert first == second
     assert first["tables"]["diagnosis.parquet"]["rows"] == 3
     assert first["question_pool_version"] == 1
@@ -32,7 +32,7 @@ def test_manifest_counts_rows_and_is_deterministic(tmp_path):
 
 
 def test_verify_manifest_names_changed_and_missing_tables(tmp_path):
-    manifest = build_manifest(write_tables(tmp_path), seed=1, encoder="tiny", pool_version=1)
+    manifest = build_manifest(write_tables(tmp_path), seeds={"subset": 1}, encoder="t", pool_version=1)
     assert verify_manifest(manifest, tmp_path) == []
     write_table(pd.DataFrame({"question_id": ["other"]}), tmp_path / "diagnosis.parquet")
     (tmp_path / "subset.parquet").unlink()

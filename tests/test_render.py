@@ -166,10 +166,18 @@ def test_render_script_writes_the_selected_shard(tmp_path):
         params=SimpleNamespace(shard_index=1, shard_count=2, settings=SETTINGS),
         wildcards=SimpleNamespace(source="rsna", shard="001"),
         log=[str(tmp_path / "render.log")],
+        config={"cache": {"dir": str(tmp_path / "store")}},
         threads=1,
     )
     runpy.run_path(str(REPO / "scripts/render_shard.py"), init_globals={"snakemake": snakemake})
     # Shard 1 of 2 over the 5 sorted rows is rows 2..4: rsna-1-2-3 (corrupt), -4 (missing), -5 (no member).
     assert read_table(outputs.images).empty
     assert read_table(outputs.rejected)["item"].tolist() == ["rsna-1-2-3", "rsna-1-2-4", "rsna-1-2-5"]
-    assert "rejected rsna-1-2-4" in (tmp_path / "render.log").read_text()
+    log = (tmp_path / "render.log").read_text()
+    assert "rejected rsna-1-2-4" in log
+    # Only the corrupt file was decoded (missing members have no bytes to key); its failure is stored.
+    assert "store kind=render hits=0 misses=1 damaged=0" in log
+    first = Path(outputs.rejected).read_bytes()
+    runpy.run_path(str(REPO / "scripts/render_shard.py"), init_globals={"snakemake": snakemake})
+    assert "store kind=render hits=1 misses=0 damaged=0" in (tmp_path / "render.log").read_text()
+    assert Path(outputs.rejected).read_bytes() == first

@@ -102,7 +102,7 @@ def run_report_script(inputs, out: Path) -> dict[str, Path]:
             "md_template": str(TEMPLATES / "report.md.j2"),
         },
         output={name: str(path) for name, path in outputs.items()},
-        params={"seed": 20251014, "split": "subset"},
+        params={"seeds": {"library": 20251014, "bootstrap": 1}, "split": "subset"},
     )
     runpy.run_path(str(REPO / "scripts" / "report.py"), init_globals={"snakemake": snakemake})
     return outputs
@@ -229,7 +229,7 @@ def test_context_has_no_run_dependent_values(inputs):
     def context():
         return build_report_context(
             title="t",
-            seed=1,
+            seeds={"library": 1},
             split="subset",
             leaderboard=pd.read_json(inputs["leaderboard"]).to_dict(),
             summaries=[pd.read_json(inputs["scored"][m]["summary"], typ="series").to_dict() for m in MODELS],

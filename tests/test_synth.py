@@ -554,12 +554,18 @@ def test_snakemake_script_entry_point(tmp_path):
         params=SimpleNamespace(counts={"buu_cases": 2}, seed=SEED, decoys=False),
         output=[str(out)],
         log=[str(tmp_path / "synth.log")],
+        config={"cache": {"dir": str(tmp_path / "store")}},
         threads=1,
     )
     script = Path(__file__).resolve().parents[1] / "scripts" / "synthesize_source.py"
     runpy.run_path(str(script), init_globals={"snakemake": fake})
     assert len(buu_files(out)) == 8
-    assert "wrote" in (tmp_path / "synth.log").read_text()
+    assert "wrote 1 files" in (tmp_path / "synth.log").read_text()
+    # Again: the archive is copied from the store, byte for byte.
+    first = (out / "BUU-LSPINE_400.zip").read_bytes()
+    runpy.run_path(str(script), init_globals={"snakemake": fake})
+    assert "copied from the store 1 files" in (tmp_path / "synth.log").read_text()
+    assert (out / "BUU-LSPINE_400.zip").read_bytes() == first
 
 
 def test_column_geometry_reflects_lesions():

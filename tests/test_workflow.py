@@ -64,6 +64,26 @@ def test_subset_param_reruns_only_subset_and_downstream(demo):
     edit_params(demo, lambda params: params["subset"].update(diagnosis_size=100))
 
 
+@pytest.mark.parametrize(
+    ("seed", "first_rule"),
+    [
+        ("subset", "subset"),
+        ("questions", "questions"),
+        ("library", "distractors"),
+        ("encoder", "embed_shard"),
+    ],
+)
+def test_each_seed_redraws_only_what_depends_on_it(demo, seed, first_rule):
+    edit_params(demo, lambda params: params["seeds"].update({seed: 7}))
+    jobs = planned_jobs(demo)
+    assert first_rule in jobs, jobs
+    assert not {"synthesize_source", "standardize", "render_shard"} & set(jobs), jobs
+    if seed == "subset":
+        assert set(jobs) <= AFTER_SUBSET, jobs
+    edit_params(demo, lambda params: params["seeds"].update({seed: 20251014}))
+    assert planned_jobs(demo) == {}
+
+
 def test_adding_a_model_runs_only_that_model(demo):
     edit_params(demo, lambda params: params["models"].update({"random-2": {"backend": "random"}}))
     jobs = planned_jobs(demo)

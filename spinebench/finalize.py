@@ -1,0 +1,167 @@
+"""Finalizing a prediction run: current records -> extracted answers (and judge verdicts) -> Parquet.
+
+`finalize` turns the current records of the working file into the *predictions* table of
+docs/contracts.md, extracting answers with spinebench.extract and, optionally, asking a judge model about
+responses that no rule could read (cached in `{task}.judge.jsonl` beside the working file, keyed by the
+judge's fingerprint and prompt).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+from spinebench.backends.base import Backend, Item, ItemResult
+from spinebench.extract import extract_answer, judge_prompt, parse_judge_reply
+from spinebench.journal import PredictionError, RecordWriter, current_records, read_records
+from spinebench.predict import PlannedItem, _digest, plan_items
+from spinebench.vocab import LETTERS
+
+log = logging.getLogger(__name__)
+
+PREDICTIONS_SCHEMA = pa.schema(
+    [
+        ("question_id", pa.string()),
+        ("image_id", pa.string()),
+        ("response", pa.string()),
+        ("answer", pa.string()),
+        ("extraction", pa.string()),
+        ("latency_s", pa.float64()),
+        ("error", pa.string()),
+        ("attempts", pa.int64()),
+    ]
+)
+
+
+# --- finalizing -------------------------------------------------------------------------------------
+
+
+@dataclass
+class Judge:
+    """A second backend reading the responses no extraction rule could, with its answer cache."""
+
+    backend: Backend
+    fingerprint: str  # model_fingerprint(backend)
+    cache_path: Path
+
+
+def _answer_text(letters: Sequence[str] | None, question_id: str) -> str | None:
+    """Letters joined by ',' in letter order; an error naming the question for anything but A..E."""
+    if letters is None:
+        return None
+    unknown = [letter for letter in letters if letter not in LETTERS]
+    if unknown or not letters:
+        raise PredictionError(f"question {question_id}: extraction gave invalid letters {tuple(letters)}")
+    return ",".join(sorted(set(letters), key=LETTERS.index))
+
+
+def judge_answers(
+    judge: Judge, task: str, entries: Sequence[tuple[PlannedItem, str]]
+) -> dict[str, tuple | None]:
+    """question_id -> letters from the judge (None when it could not tell) for (item, response) pairs.
+
+    Judge replies are cached by (judge fingerprint, judge prompt): rerunning, or another question with the
+    same response and options, costs no request. Judge failures are cached as errors and retried next time.
+    """
+    prompts = {entry.question_id: judge_prompt(response, task, entry.options) for entry, response in entries}
+    keys = {question_id: _digest(judge.fingerprint, prompt) for question_id, prompt in prompts.items()}
+    cached = current_records(read_records(judge.cache_path), {key: key for key in keys.values()})
+    missing: dict[str, Item] = {}
+    for entry, _ in entries:
+        key = keys[entry.question_id]
+        if key not in missing and (key not in cached or cached[key]["error"] is not None):
+            missing[key] = Item(key, entry.image_id, task, prompts[entry.question_id], entry.options, None)
+    if missing:
+        log.info("judge %s: %d responses to read", judge.backend.model_name, len(missing))
+        with RecordWriter(judge.cache_path) as writer:
+
+            def remember(result: ItemResult) -> None:
+                record = {
+                    "question_id": result.question_id,  # the cache key: one judge request per distinct prompt
+                    "fingerprint": result.question_id,
+                    "response": result.response,
+                    "error": result.error,
+                    "latency_s": round(float(result.latency_s), 6),
+                    "attempts": int(result.attempts),
+                }
+                writer.append(record)
+                if result.ok or result.question_id not in cached:
+                    cached[result.question_id] = record
+
+            judge.backend.run(list(missing.values()), remember)
+    return {
+        question_id: parse_judge_reply(cached[key]["response"], task) if key in cached else None
+        for question_id, key in keys.items()
+    }
+
+
+def finalize(
+    questions: pd.DataFrame,
+    jsonl_path: str | os.PathLike,
+    fingerprint: str,
+    *,
+    task: str,
+    definitions: bool,
+    judge: Judge | None = None,
+    templates_dir: str | Path | None = None,
+    definitions_path: str | Path | None = None,
+) -> pd.DataFrame:
+    """The *predictions* table (docs/contracts.md) from the current records, in question_id order."""
+    planned = plan_items(
+        questions,
+        task,
+        definitions,
+        fingerprint,
+        templates_dir=templates_dir,
+        definitions_path=definitions_path,
+    )
+    records = current_records(
+        read_records(jsonl_path), {entry.question_id: entry.fingerprint for entry in planned}
+    )
+    missing = [entry.question_id for entry in planned if entry.question_id not in records]
+    if missing:
+        raise PredictionError(
+            f"{len(missing)} questions lack a prediction record in {jsonl_path}, e.g. {missing[0]}"
+        )
+    rows, unreadable = [], []
+    for entry in planned:
+        record = records[entry.question_id]
+        row = {
+            "question_id": entry.question_id,
+            "image_id": entry.image_id,
+            "response": record["response"],
+            "answer": None,
+            "extraction": "error",
+            "latency_s": float(record["latency_s"]),
+            "error": record["error"],
+            "attempts": int(record["attempts"]),
+        }
+        if record["error"] is None:
+            extraction = extract_answer(record["response"], task, entry.options)
+            row["answer"] = _answer_text(extraction.letters, entry.question_id)
+            row["extraction"] = extraction.method
+            if extraction.method == "none":
+                unreadable.append((entry, record["response"]))
+        rows.append(row)
+    if judge is not None and unreadable:
+        verdicts = judge_answers(judge, task, unreadable)
+        for row in rows:
+            letters = verdicts.get(row["question_id"])
+            if letters:
+                row["answer"] = _answer_text(letters, row["question_id"])
+                row["extraction"] = "judge"
+    frame = pd.DataFrame(rows, columns=PREDICTIONS_SCHEMA.names)
+    return frame
+
+
+def write_predictions(frame: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write the finalized predictions table (deterministic, atomic)."""
+    from spinebench.io import write_table
+
+    write_table(frame, path, schema=PREDICTIONS_SCHEMA)

@@ -17,7 +17,6 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pydicom
 
@@ -119,20 +118,20 @@ def vindr_root(archive: Path) -> Path:
 
 def _brighten_corner(source: Path, destination: Path) -> bool:
     """Write `source`'s DICOM with a bright square in one corner to `destination` (new pixel content)."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # synthetic UIDs are hex strings, which pydicom warns about
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # synthetic UIDs are hex strings, which pydicom warns about
+        try:
             dataset = pydicom.dcmread(source)
             pixels = dataset.pixel_array.copy()
-    except Exception:  # a decoy (truncated, corrupt) film: not one to change
-        return False
-    corner = max(4, min(pixels.shape) // 8)
-    pixels[:corner, :corner] = np.iinfo(pixels.dtype).max >> (16 - int(dataset.BitsStored))
-    if dataset.file_meta.TransferSyntaxUID.is_compressed:
-        dataset.compress(dataset.file_meta.TransferSyntaxUID, pixels)
-    else:
-        dataset.PixelData = pixels.tobytes()
-    dataset.save_as(destination)
+        except Exception:  # a decoy (truncated, corrupt) film: not one to change
+            return False
+        corner = max(4, min(pixels.shape) // 8)
+        pixels[:corner, :corner] = (1 << int(dataset.BitsStored)) - 1
+        if dataset.file_meta.TransferSyntaxUID.is_compressed:
+            dataset.compress(dataset.file_meta.TransferSyntaxUID, pixels)
+        else:
+            dataset.PixelData = pixels.tobytes()
+        dataset.save_as(destination)
     return True
 
 

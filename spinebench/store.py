@@ -117,13 +117,13 @@ class Store:
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            return self._miss(tally, key)
+            return self._miss(tally)
         payload, problem = _unpack(data)
         if problem:
             log.warning("cache entry %s is damaged (%s): recomputing it", path, problem)
             if tally is not None:
                 tally.damaged += 1
-            return self._miss(tally, key)
+            return self._miss(tally)
         if tally is not None:
             tally.hits += 1
             tally.keys.append(key)
@@ -169,7 +169,7 @@ class Store:
                 handle.write(chunk)
 
     @staticmethod
-    def _miss(tally: Tally | None, key: str) -> None:
+    def _miss(tally: Tally | None) -> None:
         if tally is not None:
             tally.misses += 1
         return None

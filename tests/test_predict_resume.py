@@ -326,10 +326,12 @@ def test_read_records_truncates_a_torn_tail_and_rejects_corruption(tmp_path):
         read_records(path)
 
 
-def test_current_records_prefers_success_then_latest_and_ignores_stale_fingerprints():
-    def record(question_id, fingerprint, response=None, error=None):
-        return {"question_id": question_id, "fingerprint": fingerprint, "response": response, "error": error}
+def record(question_id, fingerprint, response=None, error=None):
+    """A working-file record with just the fields that decide which record counts."""
+    return {"question_id": question_id, "fingerprint": fingerprint, "response": response, "error": error}
 
+
+def test_current_records_prefers_success_then_latest_and_ignores_stale_fingerprints():
     records = [
         record("q1", "new", response="first"),
         record("q1", "new", error="later failure"),
@@ -346,9 +348,6 @@ def test_current_records_prefers_success_then_latest_and_ignores_stale_fingerpri
 
 def test_compaction_keeps_answers_of_other_fingerprints_for_a_flip_back(tmp_path):
     """Render settings A -> B -> A change every fingerprint and back: A's answers must survive B's run."""
-
-    def record(question_id, fingerprint, response=None, error=None):
-        return {"question_id": question_id, "fingerprint": fingerprint, "response": response, "error": error}
 
     records = [
         record("q1", "A", response="answer under A"),

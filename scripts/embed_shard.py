@@ -4,8 +4,6 @@ Embeddings whose content key (PNG digest + encoder fingerprint) is in the store 
 encoder (and with it torch and open_clip) is loaded only when some image of the shard is not.
 """
 
-import logging
-
 from spinebench.embeddings import (
     EMBEDDINGS_SCHEMA,
     STORE_KIND,
@@ -14,7 +12,7 @@ from spinebench.embeddings import (
     encoder_fingerprint,
 )
 from spinebench.io import configure_job_logging, read_table, write_table
-from spinebench.store import Store, Tally, store_location
+from spinebench.store import Tally, job_store
 
 
 def main(snakemake):
@@ -27,15 +25,13 @@ def main(snakemake):
 
         return make_embedder(settings, seed, threads=snakemake.threads)
 
-    # The store's location is not a param: it never changes what an output holds.
-    store = Store(store_location(snakemake.config["cache"]["dir"]))
+    store = job_store(snakemake.config)
     tally = Tally()
     images = read_table(snakemake.input.images, columns=["image_id", "png"])
     fingerprint = encoder_fingerprint(settings, seed)
     embeddings = embed_with_store(images, fingerprint, store, make_embedder, tally)
     write_table(embeddings, snakemake.output[0], schema=EMBEDDINGS_SCHEMA)
     store.record_refs(snakemake.output[0], STORE_KIND, tally)
-    logging.info("%s", tally.summary(STORE_KIND))
 
 
 main(snakemake)  # noqa: F821

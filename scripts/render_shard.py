@@ -11,7 +11,7 @@ from spinebench.io import configure_job_logging, read_table, write_table
 from spinebench.render import IMAGES_SCHEMA, render_shard
 from spinebench.render_cache import STORE_KIND, RenderCache
 from spinebench.shards import select_shard
-from spinebench.store import Store, store_location
+from spinebench.store import job_store
 
 
 def main(snakemake):
@@ -22,14 +22,12 @@ def main(snakemake):
     logging.info(
         "%s shard %s: %d of %d image(s)", source, snakemake.params.shard_index, len(rows), len(table)
     )
-    # The store's location is not a param: it never changes what an output holds.
-    store = Store(store_location(snakemake.config["cache"]["dir"]))
+    store = job_store(snakemake.config)
     cache = RenderCache(store)
     images, rejected = render_shard(rows, snakemake.input.archive, source, snakemake.params.settings, cache)
     write_table(images, snakemake.output.images, schema=IMAGES_SCHEMA)
     write_table(rejected, snakemake.output.rejected)
     store.record_refs(snakemake.output.images, STORE_KIND, cache.tally)
-    logging.info("%s", cache.tally.summary(STORE_KIND))
 
 
 main(snakemake)  # noqa: F821

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from spinebench.io import configure_job_logging
-from spinebench.store import Store, store_location
+from spinebench.store import job_store
 from spinebench.synth.stored import write_source_stored
 
 
@@ -31,7 +31,7 @@ def main(snakemake) -> None:
         snakemake.params.decoys,
     )
     restored = write_source_stored(
-        Store(store_location(snakemake.config["cache"]["dir"])),
+        job_store(snakemake.config),
         source,
         out_dir,
         counts,

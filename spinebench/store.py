@@ -71,6 +71,15 @@ def file_digest(path: str | os.PathLike) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
+def job_store(config: Mapping) -> Store:
+    """The store a Snakemake job uses, from the workflow config (`cache.dir`, or $SPINEBENCH_CACHE).
+
+    Read from the config rather than a rule param on purpose: where the store lives never changes an output,
+    so moving it must rerun nothing.
+    """
+    return Store(store_location(config["cache"]["dir"]))
+
+
 def store_location(configured: str | None, base: str | os.PathLike = ".") -> Path:
     """The store folder: $SPINEBENCH_CACHE, else params `cache.dir`, else `.cache/spinebench` under `base`."""
     chosen = os.environ.get(STORE_ENV) or configured or DEFAULT_STORE_DIR
@@ -177,7 +186,8 @@ class Store:
     # ------------------------------------------------------------------------------------------- refs
 
     def record_refs(self, output: str | os.PathLike, kind: str, tally: Tally) -> None:
-        """Record that `output` references `tally.keys` (kept alive by `prune` while `output` exists)."""
+        """Record that `output` references `tally.keys` (kept alive by `prune` while `output` exists), and log
+        the job's `Tally.summary` line."""
         output = str(Path(output).resolve())
         document = {
             "output": output,
@@ -191,6 +201,7 @@ class Store:
         name = hashlib.sha256(f"{kind}\0{output}".encode()).hexdigest()
         with _AtomicWriteHandle(self.root / "refs" / f"{name}.json") as handle:
             handle.write(json.dumps(document, sort_keys=True).encode("utf-8"))
+        log.info("%s", tally.summary(kind))
 
     def refs(self) -> Iterator[tuple[Path, dict]]:
         """Every readable refs file with its content (unreadable ones are logged and skipped)."""

@@ -104,5 +104,4 @@ def write_source_stored(
     file_tally.keys.extend(_file_key(entry["sha256"]) for entry in tree)
     store.record_refs(out_dir, TREE_KIND, tree_tally)
     store.record_refs(out_dir, FILE_KIND, file_tally)
-    log.info("%s", tree_tally.summary(TREE_KIND))
     return restored

@@ -2,7 +2,7 @@
 
 import logging
 
-from spinebench.catalog import build_catalog_table
+from spinebench.catalog import build_catalog_table, check_source_images, images_per_source
 from spinebench.io import configure_job_logging, write_table
 
 
@@ -13,7 +13,10 @@ def main(snakemake):
     logging.info("joining %d standardized tables with %d image shards", len(standardized), len(images))
     # The Arrow table keeps the input column types exactly (e.g. list<string> levels that may all be empty).
     catalog = build_catalog_table(standardized, images)
-    logging.info("catalog: %d rendered images", catalog.num_rows)
+    counts = images_per_source(standardized, catalog)
+    logging.info("catalog: %d rendered images (%s)", catalog.num_rows, counts)
+    # A source without images only warns; no image at all stops the build here, naming why.
+    check_source_images(counts)
     write_table(catalog, snakemake.output[0])
 
 

@@ -7,8 +7,9 @@ the image shards are read with a column projection so that the PNGs are not even
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -17,6 +18,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from spinebench.tables import IMAGES_SCHEMA
+
+log = logging.getLogger(__name__)
 
 # Standardized columns the benchmark stages rely on (the contract lists more; those are carried along).
 REQUIRED_STANDARDIZED_COLUMNS: tuple[str, ...] = (
@@ -38,6 +41,10 @@ EMPTY_IMAGE_METADATA = pa.schema(
 
 # How many offending ids an error message lists before summarising the rest.
 MAX_IDS_IN_ERROR = 10
+
+
+class EmptyBenchmarkError(ValueError):
+    """No source has a single rendered image: there is nothing to build a benchmark from."""
 
 
 def format_ids(ids: Sequence[str]) -> str:
@@ -140,3 +147,35 @@ def build_catalog(
 ) -> pd.DataFrame:
     """The catalog: standardized rows joined with image shard metadata, sorted by image_id."""
     return build_catalog_table(standardized_paths, image_shard_paths).to_pandas()
+
+
+def images_per_source(standardized_paths: Sequence[str | os.PathLike], catalog: pa.Table) -> dict[str, int]:
+    """Catalog images per source, every standardized table's source listed (0 when it has none).
+
+    A table's source is its file stem (results/standardized/{source}.parquet): an empty table has no
+    `source` value to read it from.
+    """
+    counts = dict.fromkeys((Path(path).stem for path in standardized_paths), 0)
+    for source in catalog["source"].to_pylist():
+        counts[source] = counts.get(source, 0) + 1
+    return counts
+
+
+def check_source_images(counts: Mapping[str, int]) -> None:
+    """Warn about each source without a catalog image; raise EmptyBenchmarkError when no source has one.
+
+    One empty source (say, a download whose images are missing) leaves a smaller benchmark, which is
+    still one; with no image at all every later table would be empty and the report meaningless.
+    """
+    empty = sorted(source for source, count in counts.items() if count == 0)
+    for source in empty:
+        log.warning(
+            "%s: no rendered image, the benchmark is built without this source "
+            "(its rejected tables under results/rejected/ say why)",
+            source,
+        )
+    if not any(counts.values()):
+        raise EmptyBenchmarkError(
+            f"no source has a rendered image ({', '.join(empty) or 'no sources'}): the benchmark would be "
+            "empty; check the configured source paths and the rejected tables under results/rejected/"
+        )

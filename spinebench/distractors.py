@@ -65,6 +65,31 @@ def check_library(catalog: pd.DataFrame, library: pd.DataFrame) -> None:
         raise ValueError(f"library repeats image(s): {format_ids(repeated)}")
 
 
+def check_library_diseases(catalog: pd.DataFrame, library: pd.DataFrame, count: int) -> None:
+    """Raise naming the images that cannot get their distractors from the library's diseases.
+
+    A disease image needs `count` other diseases with library images, a Healthy image `count + 1`. This
+    happens when sources kept no images (their diseases are then missing from the library), so the message
+    also lists the diseases the library has.
+    """
+    in_library = set(library["disease"])
+    available = [disease for disease in vocab.DISEASES if disease in in_library]
+    needs = {label: count + 1 if label == vocab.HEALTHY else count for label in vocab.LABELS}
+    # Per label, not per image: whether an image can be served depends on its label alone.
+    lacking = {label for label in set(catalog["disease"]) if len(set(available) - {label}) < needs[label]}
+    short = [
+        f"{image_id} (needs {needs[label]})"
+        for image_id, label in zip(catalog["image_id"], catalog["disease"], strict=True)
+        if label in lacking
+    ]
+    if short:
+        raise ValueError(
+            f"too few diseases with library images to pick distractors for image(s): {format_ids(short)}. "
+            f"The library has images of {len(available)} disease(s): {', '.join(available) or 'none'}; "
+            "a source that kept no images leaves its diseases out (see the standardize and render logs)"
+        )
+
+
 def library_rank_key(seed: int, image_id: str) -> int:
     """Seeded sort key of an image in its disease's library draw; depends on nothing but (seed, image_id)."""
     return item_int(seed, image_id, "library")
@@ -168,6 +193,7 @@ def assign_distractors(
     query_rows = embedding_positions(query_ids, image_ids, "catalog image(s)")
 
     check_library(catalog, library)
+    check_library_diseases(catalog, library, count)
     # Library rows grouped by disease (vocabulary order) so that each disease is one contiguous segment.
     disease_order = {disease: k for k, disease in enumerate(vocab.DISEASES)}
     library = library.assign(_order=library["disease"].map(disease_order))
@@ -181,7 +207,8 @@ def assign_distractors(
     vectors = normalized_rows(np.asarray(embeddings)[all_rows], [*query_ids, *library_ids])
     query_vectors, library_vectors = vectors[: len(query_ids)], vectors[len(query_ids) :]
     label_index = {label: k for k, label in enumerate(vocab.LABELS)}
-    query_labels = catalog["disease"].map(label_index).to_numpy()
+    # An explicit dtype: an empty catalog maps to an empty float array, which cannot index.
+    query_labels = catalog["disease"].map(label_index).to_numpy(dtype=np.int64)
     needed = np.where(query_labels == label_index[vocab.HEALTHY], count + 1, count)
 
     similarities = np.full((len(query_ids), len(vocab.DISEASES)), UNAVAILABLE)
@@ -191,14 +218,30 @@ def assign_distractors(
             block = disease_similarities(query_vectors[start:stop], library_vectors, segment_starts)
             similarities[start:stop, present] = block
     order, values = rank_distractors(similarities, query_labels, needed, query_ids)
+    return distractors_frame(query_ids, catalog["disease"].tolist(), order, values, needed)
 
+
+def distractors_frame(
+    image_ids: Sequence[str],
+    diseases: Sequence[str],
+    order: np.ndarray,
+    values: np.ndarray,
+    needed: np.ndarray,
+) -> pd.DataFrame:
+    """The distractors table from rank_distractors' picks: each image's first `needed[i]` diseases.
+
+    The list columns are object dtype even with no rows (pandas would make an empty one float64).
+    """
+    picks = range(len(image_ids))
     return pd.DataFrame(
         {
-            "image_id": query_ids,
-            "disease": catalog["disease"].tolist(),
-            "distractors": [
-                [vocab.DISEASES[k] for k in order[i, : needed[i]]] for i in range(len(query_ids))
-            ],
-            "similarities": [[float(v) for v in values[i, : needed[i]]] for i in range(len(query_ids))],
+            "image_id": list(image_ids),
+            "disease": list(diseases),
+            "distractors": pd.Series(
+                [[vocab.DISEASES[k] for k in order[i, : needed[i]]] for i in picks], dtype=object
+            ),
+            "similarities": pd.Series(
+                [[float(v) for v in values[i, : needed[i]]] for i in picks], dtype=object
+            ),
         }
     )

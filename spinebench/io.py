@@ -21,7 +21,17 @@ ROW_GROUP_SIZE = 4096
 
 
 def to_arrow(frame: pd.DataFrame, schema: pa.Schema | None = None) -> pa.Table:
-    """Convert a DataFrame to an Arrow table with no index and no schema metadata."""
+    """Convert a DataFrame to an Arrow table with no index and no schema metadata.
+
+    A frame with no rows becomes the schema's empty table: pandas gives an empty column built from Python
+    lists the dtype float64, which Arrow cannot convert to a list type, and with no values the schema alone
+    says everything (a stage whose input kept nothing still writes its table with the contract's columns).
+    """
+    if schema is not None and len(frame) == 0:
+        missing = [name for name in schema.names if name not in frame.columns]
+        if missing:
+            raise KeyError(f"the table lacks column(s) {', '.join(missing)} of its schema")
+        return schema.empty_table()
     table = pa.Table.from_pandas(frame, schema=schema, preserve_index=False)
     return table.replace_schema_metadata(None)
 

@@ -11,6 +11,7 @@ same draws for every model, so that models are compared on the same resamples.
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -23,6 +24,8 @@ import pandas as pd
 import pyarrow as pa
 
 from spinebench.vocab import TASKS
+
+log = logging.getLogger(__name__)
 
 SQL_DIR = Path(__file__).resolve().parents[1] / "sql" / "metrics"
 
@@ -275,6 +278,9 @@ def score_model(
     by_task = summary.set_index("task")
     questions = {task: int(by_task.at[task, "questions"]) if task in by_task.index else 0 for task in TASKS}
     errors = {task: int(by_task.at[task, "errors"]) if task in by_task.index else 0 for task in TASKS}
+    for task in TASKS:
+        if not questions[task]:
+            log.warning("no %s question counts under split %r: its metrics are null", task, split)
     result = {
         "split": split,
         "questions": questions,

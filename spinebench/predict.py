@@ -254,6 +254,10 @@ def run_predictions(
         templates_dir=templates_dir,
         definitions_path=definitions_path,
     )
+    if not planned:
+        # Not an error: a task can have no question (no kept image with lumbar levels, say); the
+        # predictions table is then empty and the task's metrics undefined.
+        log.warning("%s/%s: no question to predict", backend.model_name, task)
     fingerprints = {entry.question_id: entry.fingerprint for entry in planned}
     records = read_records(jsonl_path)
     compact(jsonl_path, records, fingerprints)

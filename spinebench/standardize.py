@@ -130,7 +130,21 @@ def split_candidates(
     if rejected[["item", "file"]].isna().any().any():
         raise StandardizeError(f"{sql_path}: a rejected row has no item or file")
     rejected = rejected.sort_values(["item", "file", "reason"], kind="mergesort").reset_index(drop=True)
+    if standardized.empty:
+        warn_empty_source(source, rejected)
     return standardized, rejected
+
+
+def warn_empty_source(source: str, rejected: pd.DataFrame) -> None:
+    """Log that `source` kept no image, with the rejection reasons: the build goes on without it, so the
+    log must say why the benchmark has none of its images."""
+    reasons = ", ".join(f"{count} {reason}" for reason, count in rejection_counts(rejected).items())
+    log.warning(
+        "%s: no image kept, the source contributes nothing to the benchmark (%d row(s) rejected%s)",
+        source,
+        len(rejected),
+        f": {reasons}" if reasons else "",
+    )
 
 
 def standardized_frame(rows: list[dict]) -> pd.DataFrame:
@@ -139,9 +153,10 @@ def standardized_frame(rows: list[dict]) -> pd.DataFrame:
         [{column: row[column] for column in STANDARDIZED_COLUMNS} for row in rows], schema=STANDARDIZED_SCHEMA
     )
     frame = table.to_pandas()
-    # Lists come back as numpy arrays; plain lists compare and serialize predictably.
+    # Lists come back as numpy arrays; plain lists compare and serialize predictably. The object dtype is
+    # explicit: assigning an empty Python list would give float64, which Arrow cannot write as list<string>.
     for column in ("levels", "source_labels"):
-        frame[column] = [list(value) for value in frame[column]]
+        frame[column] = pd.Series([list(value) for value in frame[column]], index=frame.index, dtype=object)
     return frame.sort_values("image_id", kind="mergesort").reset_index(drop=True)
 
 

@@ -192,12 +192,28 @@ def eligible_questions(questions: pd.DataFrame, eligible: set[str]) -> pd.DataFr
     return kept.sort_values("question_id", kind="stable").reset_index(drop=True)
 
 
+def shortfall_warning(task: str, size: int, candidates: int, questions: int | None) -> str:
+    """The warning for a request of `size` questions that only `candidates` eligible ones can fill.
+
+    `questions` (the task's questions before the quality thresholds) tells a task without any question
+    (say, no source kept an image with lumbar levels) from one whose images fail the thresholds.
+    """
+    if questions == 0:
+        return f"{task}: {size} questions requested but the benchmark has no {task} question; selecting none"
+    of_total = "" if questions is None else f" of {questions}"
+    return (
+        f"{task}: {size} questions requested but only {candidates}{of_total} pass the quality thresholds; "
+        f"selecting all {candidates}"
+    )
+
+
 def select_task(
-    task: str, candidates: pd.DataFrame, scorer, size: int, seed: int
+    task: str, candidates: pd.DataFrame, scorer, size: int, seed: int, questions: int | None = None
 ) -> tuple[list[str], list[str]]:
     """The selected question_ids of one task in selection order, plus any warnings.
 
-    `scorer` scores the rows of `candidates` (DiagnosisScorer or LocalizationScorer built on them).
+    `scorer` scores the rows of `candidates` (DiagnosisScorer or LocalizationScorer built on them);
+    `questions`, the task's question count before the quality thresholds, only words the warning.
     """
     label_index = {label: k for k, label in enumerate(vocab.LABELS)}
     unknown = sorted(set(candidates["disease"]) - set(label_index))
@@ -209,10 +225,7 @@ def select_task(
     available = np.bincount(classes, minlength=len(vocab.LABELS)).tolist()
     warnings = []
     if size > len(candidates):
-        warnings.append(
-            f"{task}: {size} questions requested but only {len(candidates)} pass the quality thresholds; "
-            f"selecting all {len(candidates)}"
-        )
+        warnings.append(shortfall_warning(task, size, len(candidates), questions))
     targets = class_targets(available, size)
     tie_keys = [item_int(seed, question_id, "subset") for question_id in candidates["question_id"]]
     rows = balanced_selection(classes, targets, tie_keys, scorer)
@@ -237,6 +250,7 @@ def select_subset(
     eligible = passing_images(catalog, settings)
     check_images_known(catalog, diagnosis, "diagnosis")
     check_images_known(catalog, localization, "localization")
+    totals = {"diagnosis": len(diagnosis), "localization": len(localization)}
     diagnosis = eligible_questions(diagnosis, eligible)
     localization = eligible_questions(localization, eligible)
     selections = {
@@ -246,6 +260,7 @@ def select_subset(
             DiagnosisScorer(diagnosis_distractors(diagnosis)),
             int(settings["diagnosis_size"]),
             seed,
+            totals["diagnosis"],
         ),
         "localization": select_task(
             "localization",
@@ -253,6 +268,7 @@ def select_subset(
             LocalizationScorer(localization_levels(localization)),
             int(settings["localization_size"]),
             seed,
+            totals["localization"],
         ),
     }
     frames, warnings = [], []

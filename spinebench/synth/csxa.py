@@ -4,7 +4,7 @@ Writes `datasets-PNG.zip` (`datasets-PNG/{NNNN}{AAA}.png`, 8-bit grey lateral ce
 `datasets-JSON.zip` (`datasets-JSON/{NNNN}{AAA}.json`, LabelMe 5 files with 23 point shapes labelled
 exactly as in the authors' code: "C2 centroid", "C2 bottom left", "C2 bottom right", then "C3 top left",
 "C3 top right", "C3 bottom left", "C3 bottom right" ... up to "C7 bottom right"; points are the body
-corners drawn in the PNG, "left" meaning image left = anterior; imageData is null) and
+corners drawn in the PNG, "left" meaning image left = anterior) and
 `datasets.xlsx` (Sheet1: a title row, then the header on row 2: Number, Gender, Age,
 "Curvature: 1.Lordotic, 2.Straight, 3.Sigmoid1, 4.Sigmoid2, 5.Kyphotic", Disease).
 
@@ -15,6 +15,11 @@ name age differs from the sheet age for every 15th case (always the third), so c
 the 4-digit number; some shapes are single-point "polygon"s; the second case's JSON labels its
 "C3 top left" point "C3 top right" (23 shapes, one label duplicated, as in the real 2548130.json).
 
+imageData (issue 6: the real LabelMe files may carry the image rather than null; the JSON zip, 1.4 GB
+beside 1.3 GB of PNGs, says nearly all do): the base64 of the case's PNG file bytes, exactly as LabelMe
+embeds an image, in every JSON except those of cases numbered 1, 11, 21, ... (about 10%, the first case
+always), whose imageData is null. So both forms occur in any archive of two or more cases.
+
 Decoys (`decoys=True`):
 - an xlsx row (number N+1) with no PNG and no JSON          -> missing image;
 - a PNG and JSON (number N+2) with no xlsx row               -> unlabelled image;
@@ -24,6 +29,7 @@ Decoys (`decoys=True`):
 
 from __future__ import annotations
 
+import base64
 import functools
 import json
 from dataclasses import dataclass
@@ -44,6 +50,8 @@ CURVATURES = ("lordotic", "straight", "sigmoid1", "sigmoid2", "kyphotic")  # cod
 CURVATURE_WEIGHTS = (0.45, 0.25, 0.10, 0.08, 0.12)
 LABELME_VERSION = "5.2.1"
 AGE_MISMATCH_EVERY = 15
+# Cases numbered 1, 11, 21, ... keep imageData null; every other JSON embeds its PNG.
+NULL_IMAGE_DATA_EVERY = 10
 
 
 def landmark_labels() -> list[str]:
@@ -109,6 +117,7 @@ def render_case(seed: int, case: CasePlan) -> RenderedCase:
     image = phantoms.finish_image(
         canvas, rng, blur=float(rng.uniform(0.8, 1.3)), noise=float(rng.uniform(0.01, 0.025))
     )
+    png = png_bytes(phantoms.to_uint(image, 8))
     points = landmark_points(column)
     labels = landmark_labels()
     if case.number == 2:
@@ -131,12 +140,20 @@ def render_case(seed: int, case: CasePlan) -> RenderedCase:
             for index, (label, (x, y)) in enumerate(zip(labels, points, strict=True))
         ],
         "imagePath": f"{case.stem}.png",
-        "imageData": None,
+        "imageData": labelme_image_data(case, png),
         "imageHeight": height,
         "imageWidth": width,
     }
     text = json.dumps(labelme, indent=2, ensure_ascii=False) + "\n"
-    return RenderedCase(case, png_bytes(phantoms.to_uint(image, 8)), text.encode("utf-8"))
+    return RenderedCase(case, png, text.encode("utf-8"))
+
+
+def labelme_image_data(case: CasePlan, png: bytes) -> str | None:
+    """LabelMe's imageData: the base64 (standard alphabet, padded) of the image file's bytes, or None
+    for the cases that keep it null (see the module docstring)."""
+    if case.number % NULL_IMAGE_DATA_EVERY == 1:
+        return None
+    return base64.b64encode(png).decode("ascii")
 
 
 def landmark_points(column: phantoms.Column) -> list[np.ndarray]:

@@ -9,20 +9,53 @@ in train_label_coordinates.csv that are valid, i.e. the images the default stand
 set of *instance groups* (the labelled points that share one DICOM instance), so the count is the total
 number of groups and is met exactly:
 - canal stenosis points (Sagittal T2/STIR) share 1-3 mid-sagittal instances;
-- left and right foraminal points (Sagittal T1) share 1-3 para-sagittal instances per side;
+- the foraminal points of one side (Sagittal T1) share 1-3 para-sagittal instances, so one side's
+  points often spread over 2-3 instances;
 - left and right subarticular points of a level usually share one axial instance (one image, the
-  merged label), sometimes sit on two neighbouring instances (two images);
+  merged label), sometimes sit on two neighbouring instances of one series, and in studies with a
+  repeated axial acquisition sometimes on two different Axial T2 series (two images each time);
 - in about 3% of studies (always in the first) the canal point of one level sits on the Sagittal T1
   instance of that level's foraminal points: one instance, two merged conditions (exercises
   `multi_condition`; it still counts once).
 Severity cells are empty exactly where a (condition, level) has no coordinate row (trimmed studies
 and ~1% random gaps). Every valid image has at least one level.
 
+Facts of the real files (issue 6), reproduced at every scale:
+- series per study: about 17% of the real studies (343 of 1,975) have other than 3 series, 2 to 6.
+  Here: axial series split by level range (~10%, 4 series), a repeated axial acquisition (~3%, 4),
+  one or two unlabelled extra series, a duplicate Sagittal T1 or another Axial T2 (~4%), no
+  Sagittal T1 with the foraminal points on the Sagittal T2/STIR series (~0.15%, like the real 3 of
+  1,975 with fewer than 3: 2 series). Unlabelled series are written as three mid-series slices and
+  listed in train_series_descriptions.csv;
+- study ids have 7 to 10 digits, drawn below 2**32 like the real ones, so most exceed int32;
+- slices of one series may differ in shape: in ~3% of series (always the first study's Sagittal
+  T2/STIR) the slices from some instance on have another matrix size (same field of view);
+- coordinates are written with all the digits of the float (shortest round-trip text, up to 17
+  significant digits, e.g. 322.8314606741573), as in the real CSV;
+- line endings: train.csv, train_label_coordinates.csv and train_series_descriptions.csv (the three
+  files the standardization reads) end their lines with CRLF, so every build parses CRLF and a stray
+  carriage return would surface in their last columns (a severity grade, y, the series description);
+  test_series_descriptions.csv and sample_submission.csv keep LF, so the archive mixes both endings
+  and no reader can assume one ending per archive.
+The first studies show what every archive must exercise (each only if the count reaches it):
+- study 0 (10-digit id above 2**31 - 1): the canal/foraminal overlap; a two-stack first axial series
+  and a repeated axial series holding the right subarticular point of one level whose left point is
+  on the first (L/R on two series); another level split onto neighbouring instances; left foraminal
+  points on 2 instances and right ones on 3; its Sagittal T2/STIR changes shape at its middle written
+  slice; gapped instance numbers. It has at least 13 labelled instances (when the count allows), 4
+  series;
+- study 1 (7-digit id): axial series split by level range plus two unlabelled extra series
+  (a duplicate Sagittal T1 and another Axial T2): 6 series;
+- study 2: no Sagittal T1, foraminal points on the Sagittal T2/STIR series: 2 series;
+- study 3: axial series split by level range plus one unlabelled Axial T2: 5 series.
+So an archive of 65 or more images holds every fact (studies 0-2 take at most MAX_GROUPS = 19
+instances each, study 3 needs MIN_GROUPS = 8 to be complete); the demo (120) and full counts do.
+
 Always present (not decoys): a train.csv study with labels but no coordinates or images (the real data
-has one); duplicate Axial T2 series (about 12% of studies, always the second) and axial series made of
-two stacks of different orientation (about 15%, always the first); 1-based instance numbers with gaps
-(`natural` order differs from lexical order); unlabelled neighbour slices around the labelled ones;
-a public test study in test_series_descriptions.csv, sample_submission.csv and test_images/.
+has one); axial series made of two stacks of different orientation (about 15%, always the first);
+1-based instance numbers with gaps (`natural` order differs from lexical order); unlabelled neighbour
+slices around the labelled ones; a public test study in test_series_descriptions.csv,
+sample_submission.csv and test_images/.
 
 Decoys (`decoys=True`), all in one extra study whose train.csv row has only spinal_canal_stenosis_l1_l2:
 - a coordinate row (Spinal Canal Stenosis, L1/L2) whose instance has no DICOM file -> missing image;
@@ -36,6 +69,7 @@ from __future__ import annotations
 import functools
 import itertools
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +80,7 @@ from spinebench.synth import phantoms
 from spinebench.synth.dicom import MrSlice, mr_slice_bytes
 from spinebench.synth.parallel import ordered_map
 from spinebench.synth.seeding import UniqueIds, dicom_uid, numeric_id
-from spinebench.synth.writers import DeterministicZip, csv_bytes, format_coordinate
+from spinebench.synth.writers import DeterministicZip, csv_bytes
 from spinebench.vocab import LEVELS
 
 ARCHIVE_NAME = "rsna-2024-lumbar-spine-degenerative-classification.zip"
@@ -69,6 +103,17 @@ MIN_GROUPS = 8
 MAX_GROUPS = 3 + 3 + 3 + 2 * len(LEVELS)
 # How likely each disc level is to degenerate (L1/L2 ... L5/S1); scaled per patient.
 LEVEL_RISK = (0.06, 0.10, 0.18, 0.34, 0.26)
+# Study ids: 7 to 10 digits below 2**32, like the real ones (e.g. 4003253, 44036939, 4290709089).
+STUDY_ID_RANGE = (10**6, 2**32)
+# Study 0's id exceeds int32 (any reader that narrows ids to 32-bit integers breaks on it); study 1's
+# has 7 digits, the shortest real length.
+FORCED_STUDY_ID_RANGES = {0: (2**31, 2**32), 1: (10**6, 10**7)}
+SERIES_ID_RANGE = (10**8, 4 * 10**9)
+# Matrix sizes (square) of sagittal and axial slices; every size stays within 128..192 pixels.
+SAGITTAL_SIZES = (144, 160, 176, 192)
+AXIAL_SIZES = (128, 144, 160)
+# Share of series whose slices change matrix size part-way (the real "multi-shape" series).
+RESIZED_SERIES_RATE = 0.03
 
 
 def column_name(condition: str, level: str) -> str:
@@ -93,10 +138,54 @@ class Group:
 
     family: str  # "canal" | "L" | "R" (foraminal sides) | "axial"
     points: list[Point]
+    # Axial only: 1 puts the instance on the study's repeated axial series (a right subarticular point
+    # whose left partner is on the first axial series), 0 on the series covering its level.
+    axial_series: int = 0
 
     @property
     def levels(self) -> list[int]:
         return sorted({point.level for point in self.points})
+
+
+@dataclass(frozen=True)
+class Split:
+    """A split every archive shows: `family` "L"/"R" (one more foraminal instance) or "axial" (the
+    L/R points of `level` on two instances; `cross` puts the right one on the repeated axial series)."""
+
+    family: str
+    level: int = 0
+    cross: bool = False
+
+
+@dataclass(frozen=True)
+class StudyLayout:
+    """How a study's series are laid out (see the module docstring)."""
+
+    overlap: bool = False  # a canal point on a foraminal instance
+    two_stacks: bool = False  # the first axial series holds two stacks of different orientation
+    axial_mode: str = "one"  # "one" | "split_levels" (L1-L3 / L4-S1) | "repeat" (a second full series)
+    has_t1: bool = True  # False: no Sagittal T1, foraminal points on the Sagittal T2/STIR series
+    extra_series: tuple[str, ...] = ()  # descriptions of unlabelled extra series
+    forced_splits: tuple[Split, ...] = ()
+    resize_canal_series: bool = False  # the Sagittal T2/STIR changes shape at its middle written slice
+
+
+# Study 0's splits, most important first (a small count keeps only the first few): L/R subarticular of
+# L4/L5 on two series, left foraminal points on 2 instances, L/R of L5/S1 on neighbouring instances,
+# right foraminal points on 3 instances.
+STUDY0_SPLITS = (Split("axial", 3, cross=True), Split("L"), Split("axial", 4), Split("R"), Split("R"))
+FIRST_LAYOUTS = {
+    0: StudyLayout(
+        overlap=True,
+        two_stacks=True,
+        axial_mode="repeat",
+        forced_splits=STUDY0_SPLITS,
+        resize_canal_series=True,
+    ),
+    1: StudyLayout(axial_mode="split_levels", extra_series=(SAG_T1, AXIAL_T2)),
+    2: StudyLayout(has_t1=False),
+    3: StudyLayout(axial_mode="split_levels", extra_series=(AXIAL_T2,)),
+}
 
 
 @dataclass
@@ -116,14 +205,25 @@ class SeriesPlan:
     stack_tilts_deg: tuple[float, ...] = (0.0,)
     lateral_offset_mm: float = 0.0  # sagittal: x of slice 0 relative to the midline
     frame_shift_mm: tuple[float, float] = (0.0, 0.0)  # where the field of view sits on the patient
+    # A multi-shape series: slices from index `resized_from` on have matrix size `resized_to`.
+    resized_from: int | None = None
+    resized_to: int = 0
 
     def written_slices(self) -> list[int]:
-        """Labelled slices plus one unlabelled neighbour on each side of them."""
+        """Labelled slices plus one unlabelled neighbour on each side of them; for a series without
+        labels, its three middle slices (the real unlabelled series have files too)."""
         labelled = sorted(self.groups_at)
         if not labelled:
-            return []
+            middle = self.slice_count // 2
+            return [i for i in (middle - 1, middle, middle + 1) if 0 <= i < self.slice_count]
         extra = {labelled[0] - 1, labelled[-1] + 1} - set(labelled)
         return sorted(set(labelled) | {i for i in extra if 0 <= i < self.slice_count})
+
+    def size_of(self, slice_index: int) -> int:
+        """Matrix size (rows = columns) of one slice."""
+        if self.resized_from is not None and slice_index >= self.resized_from:
+            return self.resized_to
+        return self.size
 
 
 @dataclass
@@ -137,8 +237,19 @@ class StudyPlan:
 # --------------------------------------------------------------------------------------------------
 # Planning
 # --------------------------------------------------------------------------------------------------
-def plan_groups(rng: np.random.Generator, n_groups: int, overlap: bool) -> list[Group]:
-    """Exactly `n_groups` instance groups (1..MAX_GROUPS) covering a study's labelled points."""
+def plan_groups(
+    rng: np.random.Generator,
+    n_groups: int,
+    overlap: bool,
+    forced_splits: tuple[Split, ...] = (),
+    cross_sides: bool = False,
+) -> list[Group]:
+    """Exactly `n_groups` instance groups (1..MAX_GROUPS) covering a study's labelled points.
+
+    `forced_splits` are made first, as far as `n_groups` allows; then random splits. With
+    `cross_sides` (a study with a repeated axial series) a random L/R split puts the right point on
+    that series half of the time.
+    """
     if not 1 <= n_groups <= MAX_GROUPS:
         raise ValueError(f"a study holds 1..{MAX_GROUPS} labelled instances, not {n_groups}")
     canal = Group("canal", [Point(SCS, k) for k in range(len(LEVELS))])
@@ -155,26 +266,51 @@ def plan_groups(rng: np.random.Generator, n_groups: int, overlap: bool) -> list[
         priority = [canal, axial[3], left, axial[4], right, axial[2], axial[1], axial[0]]
         return priority[:n_groups]
     groups = [canal, left, right, *axial]
-    for _ in range(n_groups - MIN_GROUPS):
-        groups = _split_one(rng, groups)
+    for split in forced_splits[: n_groups - MIN_GROUPS]:
+        groups = _forced_split(rng, groups, split)
+    while len(groups) < n_groups:
+        groups = _split_one(rng, groups, cross_sides)
     return groups
 
 
-def _split_one(rng: np.random.Generator, groups: list[Group]) -> list[Group]:
+def _splittable(groups: list[Group], index: int) -> bool:
+    """Whether group `index` can become two instances (an L/R axial pair, or a sagittal group with
+    two levels whose family has fewer than 3 instances)."""
+    group = groups[index]
+    if group.family == "axial":
+        return len(group.points) == 2
+    return len(group.levels) >= 2 and sum(g.family == group.family for g in groups) < 3
+
+
+def _forced_split(rng: np.random.Generator, groups: list[Group], split: Split) -> list[Group]:
+    """Make one of study 0's splits (the axial pair of `split.level`, or the widest group of a side)."""
+    if split.family == "axial":
+        index = next(i for i, g in enumerate(groups) if g.family == "axial" and g.levels == [split.level])
+    else:
+        family = [i for i, g in enumerate(groups) if g.family == split.family]
+        index = max(family, key=lambda i: (len(groups[i].levels), -i))
+    if not _splittable(groups, index):
+        raise ValueError(f"cannot make split {split}")
+    return _split_at(rng, groups, index, split.cross)
+
+
+def _split_one(rng: np.random.Generator, groups: list[Group], cross_sides: bool) -> list[Group]:
     """Split one randomly chosen splittable group in two (one more labelled instance)."""
-    options = []
-    for index, group in enumerate(groups):
-        if group.family == "axial":
-            if len(group.points) == 2:
-                options.append(index)
-        elif len(group.levels) >= 2 and sum(g.family == group.family for g in groups) < 3:
-            options.append(index)
+    options = [index for index in range(len(groups)) if _splittable(groups, index)]
     if not options:
         raise ValueError("no group left to split")
     index = options[int(rng.integers(len(options)))]
+    cross = groups[index].family == "axial" and cross_sides and rng.random() < 0.5
+    return _split_at(rng, groups, index, cross)
+
+
+def _split_at(rng: np.random.Generator, groups: list[Group], index: int, cross: bool) -> list[Group]:
+    """Groups with group `index` split in two: an axial L/R pair into its sides (the right one onto the
+    repeated axial series when `cross`), a sagittal group at a random level cut."""
     group = groups[index]
     if group.family == "axial":
-        halves = [Group("axial", [point]) for point in group.points]
+        left_point, right_point = group.points
+        halves = [Group("axial", [left_point]), Group("axial", [right_point], axial_series=int(cross))]
     else:
         levels = group.levels
         cut = levels[int(rng.integers(1, len(levels)))]
@@ -205,67 +341,134 @@ def draw_severities(rng: np.random.Generator, points: list[Point]) -> dict[tuple
     return severities
 
 
-def plan_study(seed: int, index: int, n_groups: int, study_id: int, series_ids: UniqueIds) -> StudyPlan:
-    """Plan study number `index` with exactly `n_groups` labelled instances.
+def draw_layout(rng: np.random.Generator) -> StudyLayout:
+    """A random study's series layout, at rates that give about 17% studies with other than 3 series
+    (the real 343 of 1,975): split axial ~10%, repeated axial ~3%, extra series ~4%, no T1 ~0.15%."""
+    overlap = rng.random() < 0.03
+    draw = rng.random()
+    two_stacks = draw < 0.15
+    axial_mode = "split_levels" if 0.15 <= draw < 0.25 else "repeat" if 0.25 <= draw < 0.28 else "one"
+    extras = rng.random()
+    extra_count = 2 if extras < 0.01 else 1 if extras < 0.04 else 0
+    # Mostly another Axial T2, a few duplicate Sagittal T1 (SOURCES.md 1.3).
+    extra_series = tuple(AXIAL_T2 if rng.random() < 0.75 else SAG_T1 for _ in range(extra_count))
+    has_t1 = rng.random() >= 0.0015
+    return StudyLayout(overlap, two_stacks, axial_mode, has_t1, extra_series)
 
-    Study 0 always has the canal/foraminal overlap and a two-stack axial series, study 1 always two
-    axial series, so that even the smallest archive exercises them.
-    """
+
+def study_layout(rng: np.random.Generator, index: int) -> StudyLayout:
+    """The fixed layout of the first studies (FIRST_LAYOUTS), else a random one (the public test study,
+    index -1, always draws)."""
+    return FIRST_LAYOUTS.get(index) or draw_layout(rng)
+
+
+def plan_study(seed: int, index: int, n_groups: int, study_id: int, series_ids: UniqueIds) -> StudyPlan:
+    """Plan study number `index` with exactly `n_groups` labelled instances (layout: study_layout)."""
     rng = item_rng(seed, "rsna", "study-plan", index)
-    overlap = index == 0 or rng.random() < 0.03
-    groups = plan_groups(rng, n_groups, overlap)
+    layout = study_layout(rng, index)
+    groups = plan_groups(
+        rng, n_groups, layout.overlap, layout.forced_splits, cross_sides=layout.axial_mode == "repeat"
+    )
     if index > 0:
         drop_random_points(rng, groups, rate=0.01)
     points = [point for group in groups for point in group.points]
     severities = draw_severities(rng, points)
-
-    axial_layout = "two_stacks" if index == 0 else "two_series" if index == 1 else "one_stack"
-    if index > 1:
-        draw = rng.random()
-        axial_layout = "two_stacks" if draw < 0.15 else "two_series" if draw < 0.27 else "one_stack"
 
     positions = itertools.count()
 
     def new_series_id() -> int:
         return claim_series_id(seed, series_ids, study_id, next(positions))
 
-    series: list[SeriesPlan] = []
-    sagittal_groups = {family: [g for g in groups if g.family == family] for family in ("canal", "L", "R")}
-    if sagittal_groups["canal"]:
-        series.append(
-            _sagittal_series(rng, new_series_id(), SAG_T2, "T2", {"canal": sagittal_groups["canal"]}, index)
-        )
-    if sagittal_groups["L"] or sagittal_groups["R"]:
-        t1_groups = {"L": sagittal_groups["L"], "R": sagittal_groups["R"]}
-        series.append(_sagittal_series(rng, new_series_id(), SAG_T1, "T1", t1_groups, index))
-    axial_groups = [g for g in groups if g.family == "axial"]
-    if axial_groups:
-        if axial_layout == "two_series":
-            upper = [g for g in axial_groups if g.levels[0] <= 2]
-            lower = [g for g in axial_groups if g.levels[0] > 2]
-            for part, levels in ((upper, range(0, 3)), (lower, range(3, 5))):
-                if part:
-                    series.append(_axial_series(rng, new_series_id(), part, list(levels), two_stacks=False))
-        else:
-            series.append(
-                _axial_series(
-                    rng,
-                    new_series_id(),
-                    axial_groups,
-                    list(range(5)),
-                    two_stacks=axial_layout == "two_stacks",
-                )
-            )
+    series = _sagittal_plans(rng, new_series_id, groups, layout, index)
+    series += _axial_plans(rng, new_series_id, groups, layout)
+    for description in layout.extra_series:
+        series.append(_unlabelled_series(rng, new_series_id(), description, index))
+    for plan in series:
+        forced = layout.resize_canal_series and plan.description == SAG_T2
+        if forced or rng.random() < RESIZED_SERIES_RATE:
+            _resize_part(rng, plan, middle=forced)
     return StudyPlan(study_id, severities, series, groups)
+
+
+def _sagittal_plans(
+    rng: np.random.Generator,
+    new_series_id: Callable[[], int],
+    groups: list[Group],
+    layout: StudyLayout,
+    index: int,
+) -> list[SeriesPlan]:
+    """Sagittal T2/STIR (canal) and Sagittal T1 (foraminal) series; without T1, the T2/STIR one holds
+    the foraminal points too."""
+    families = {family: [g for g in groups if g.family == family] for family in ("canal", "L", "R")}
+    t2_families = {"canal": families["canal"]}
+    t1_families = {"L": families["L"], "R": families["R"]}
+    if not layout.has_t1:
+        t2_families, t1_families = {**t2_families, **t1_families}, {}
+    series = []
+    if any(t2_families.values()):
+        series.append(_sagittal_series(rng, new_series_id(), SAG_T2, "T2", t2_families, index))
+    if any(t1_families.values()):
+        series.append(_sagittal_series(rng, new_series_id(), SAG_T1, "T1", t1_families, index))
+    return series
+
+
+def _axial_plans(
+    rng: np.random.Generator, new_series_id: Callable[[], int], groups: list[Group], layout: StudyLayout
+) -> list[SeriesPlan]:
+    """The Axial T2 series: one (one or two stacks), two split by level range (L1-L3 / L4-S1), or a
+    first one plus a repeated acquisition over all levels holding the `axial_series == 1` groups."""
+    axial_groups = [g for g in groups if g.family == "axial"]
+    if not axial_groups:
+        return []
+    if layout.axial_mode != "repeat" and any(g.axial_series for g in axial_groups):
+        # Only a repeated acquisition can hold them; dropping them would break the image count.
+        raise ValueError("a group on a second axial series needs axial_mode 'repeat'")
+    if layout.axial_mode == "split_levels":
+        series = []
+        for levels in (range(0, 3), range(3, 5)):
+            part = [g for g in axial_groups if g.levels[0] in levels]
+            if part:
+                series.append(_axial_series(rng, new_series_id(), part, list(levels), two_stacks=False))
+        return series
+    first = [g for g in axial_groups if g.axial_series == 0]
+    series = [_axial_series(rng, new_series_id(), first, list(range(5)), two_stacks=layout.two_stacks)]
+    if layout.axial_mode == "repeat":
+        repeated = [g for g in axial_groups if g.axial_series == 1]
+        series.append(_axial_series(rng, new_series_id(), repeated, list(range(5)), two_stacks=False))
+    return series
+
+
+def _unlabelled_series(rng: np.random.Generator, series_id: int, description: str, index: int) -> SeriesPlan:
+    """An extra series without coordinates (a duplicate Sagittal T1 or another Axial T2)."""
+    if description == AXIAL_T2:
+        return _axial_series(rng, series_id, [], list(range(5)), two_stacks=False)
+    return _sagittal_series(rng, series_id, description, "T1", {}, index)
+
+
+def _resize_part(rng: np.random.Generator, plan: SeriesPlan, middle: bool) -> None:
+    """Give the written slices from one on another matrix size (the middle written slice when
+    `middle`, else a random one after the first), so the series holds two shapes."""
+    written = plan.written_slices()
+    if len(written) < 2:
+        return
+    plan.resized_from = written[len(written) // 2] if middle else written[int(rng.integers(1, len(written)))]
+    sizes = [size for size in (AXIAL_SIZES if plan.axial_slices else SAGITTAL_SIZES) if size != plan.size]
+    plan.resized_to = int(rng.choice(sizes))
 
 
 def claim_series_id(seed: int, series_ids: UniqueIds, study_id: int, position: int) -> int:
     """The id of the `position`-th series of a study (unique across the archive)."""
     return int(
         series_ids.claim(
-            lambda attempt: numeric_id(seed, 10**8, 4 * 10**9, "rsna", "series", study_id, position, attempt)
+            lambda attempt: numeric_id(seed, *SERIES_ID_RANGE, "rsna", "series", study_id, position, attempt)
         )
     )
+
+
+def claim_study_id(seed: int, study_ids: UniqueIds, index: int) -> int:
+    """The id of train study `index` (unique across the archive; FORCED_STUDY_ID_RANGES for the first)."""
+    low, high = FORCED_STUDY_ID_RANGES.get(index, STUDY_ID_RANGE)
+    return int(study_ids.claim(lambda attempt: numeric_id(seed, low, high, "rsna", "study", index, attempt)))
 
 
 def _instance_numbers(rng: np.random.Generator, count: int, force_gap: bool) -> list[int]:
@@ -293,7 +496,7 @@ def _sagittal_series(
         series_id=series_id,
         description=description,
         weighting=weighting,
-        size=int(rng.choice([144, 160, 176, 192])),
+        size=int(rng.choice(SAGITTAL_SIZES)),
         slice_count=count,
         spacing_mm=spacing,
         instance_numbers=_instance_numbers(rng, count, force_gap=study_index == 0 and weighting == "T2"),
@@ -317,9 +520,10 @@ def _axial_series(
 ) -> SeriesPlan:
     """Axial blocks of 3 slices per level (above, through, below the disc), cranial to caudal.
 
-    A merged L+R group sits on the slice through the disc; split groups use the disc slice and the
-    slice below it. With `two_stacks`, levels L1/L2-L3/L4 and L4/L5-L5/S1 form two stacks tilted
-    differently (the series then has two distinct ImageOrientationPatient values).
+    A merged L+R group sits on the slice through the disc; the two sides of a split level, when both
+    are on this series, use the disc slice and the slice below it (neighbouring instances). With
+    `two_stacks`, levels L1/L2-L3/L4 and L4/L5-L5/S1 form two stacks tilted differently (the series
+    then has two distinct ImageOrientationPatient values).
     """
     step = float(rng.uniform(3.5, 4.5))
     slices = []
@@ -331,7 +535,7 @@ def _axial_series(
         series_id=series_id,
         description=AXIAL_T2,
         weighting="T2",
-        size=int(rng.choice([128, 144, 160])),
+        size=int(rng.choice(AXIAL_SIZES)),
         slice_count=len(slices),
         spacing_mm=step,
         instance_numbers=_instance_numbers(rng, len(slices), force_gap=False),
@@ -434,18 +638,21 @@ def _landmark_key(point: Point) -> tuple:
     return ("recess", "L" if point.condition == LEFT_SS else "R", point.level)
 
 
-def _sagittal_frame(series: SeriesPlan, anatomy: phantoms.LumbarMrAnatomy) -> phantoms.SagittalFrame:
-    """The series' field of view: the spine (and the canal behind it) roughly centred, then shifted."""
+def _sagittal_frame(
+    series: SeriesPlan, anatomy: phantoms.LumbarMrAnatomy, size: int
+) -> phantoms.SagittalFrame:
+    """The series' field of view: the spine (and the canal behind it) roughly centred, then shifted.
+    The field of view is the series'; `size` (the slice's matrix) only sets the pixel spacing."""
     fov = 270.0
     corners = anatomy.column_mm.all_corners()
     centre = (corners.min(axis=0) + corners.max(axis=0)) / 2 + np.array([25.0, 0.0])
     origin = centre - fov / 2 + np.asarray(series.frame_shift_mm)
-    return phantoms.SagittalFrame(series.size, fov / series.size, (float(origin[0]), float(origin[1])))
+    return phantoms.SagittalFrame(size, fov / size, (float(origin[0]), float(origin[1])))
 
 
 def _render_sagittal(anatomy: phantoms.LumbarMrAnatomy, series: SeriesPlan, slice_index: int):
     """Canvas, landmarks and LPS geometry of one sagittal slice."""
-    frame = _sagittal_frame(series, anatomy)
+    frame = _sagittal_frame(series, anatomy, series.size_of(slice_index))
     lateral = series.lateral_offset_mm + slice_index * series.spacing_mm
     canvas = phantoms.render_mr_sagittal(anatomy, lateral, series.weighting, frame)
     landmarks = phantoms.sagittal_landmarks(anatomy, frame)
@@ -463,11 +670,10 @@ def _render_axial(anatomy: phantoms.LumbarMrAnatomy, series: SeriesPlan, slice_i
     """Canvas, landmarks and LPS geometry of one axial slice (tilted with its stack)."""
     level, offset, stack = series.axial_slices[slice_index]
     fov = 200.0
-    spacing = fov / series.size
+    size = series.size_of(slice_index)  # the field of view is the series'; a resized slice only resamples it
+    spacing = fov / size
     shift = np.asarray(series.frame_shift_mm) / spacing
-    frame = phantoms.AxialFrame(
-        series.size, spacing, (series.size / 2 + shift[0], series.size * 0.45 + shift[1])
-    )
+    frame = phantoms.AxialFrame(size, spacing, (size / 2 + shift[0], size * 0.45 + shift[1]))
     canvas = phantoms.render_mr_axial(anatomy, level, offset, "T2", frame)
     landmarks = phantoms.axial_landmarks(anatomy, frame, level)
     tilt = math.radians(series.stack_tilts_deg[stack])
@@ -495,12 +701,11 @@ def plan_train_studies(
     remaining, index = image_count, 0
     while remaining > 0:
         size_rng = item_rng(seed, "rsna", "study-size", index)
-        n_groups = min(remaining, MIN_GROUPS + int(size_rng.binomial(MAX_GROUPS - MIN_GROUPS, 0.36)))
-        study_id = int(
-            study_ids.claim(
-                lambda attempt, i=index: numeric_id(seed, 10**6, 5 * 10**9, "rsna", "study", i, attempt)
-            )
-        )
+        drawn = MIN_GROUPS + int(size_rng.binomial(MAX_GROUPS - MIN_GROUPS, 0.36))
+        # Study 0 is large enough for all its forced splits (when the count allows).
+        least = MIN_GROUPS + len(FIRST_LAYOUTS[0].forced_splits) if index == 0 else MIN_GROUPS
+        n_groups = min(remaining, max(drawn, least))
+        study_id = claim_study_id(seed, study_ids, index)
         plans.append(plan_study(seed, index, n_groups, study_id, series_ids))
         remaining -= n_groups
         index += 1
@@ -511,10 +716,10 @@ def plan_decoy_study(seed: int, study_ids: UniqueIds, series_ids: UniqueIds) -> 
     """The decoy study: a canal point on slice 4 (its file is left out) and one on slice 7 (relabelled
     with an unknown condition). Returns the plan, the missing instance number and the relabelled one."""
     study_id = int(
-        study_ids.claim(lambda attempt: numeric_id(seed, 10**6, 5 * 10**9, "rsna", "decoy-study", attempt))
+        study_ids.claim(lambda attempt: numeric_id(seed, *STUDY_ID_RANGE, "rsna", "decoy-study", attempt))
     )
     series_id = int(
-        series_ids.claim(lambda attempt: numeric_id(seed, 10**8, 4 * 10**9, "rsna", "decoy-series", attempt))
+        series_ids.claim(lambda attempt: numeric_id(seed, *SERIES_ID_RANGE, "rsna", "decoy-series", attempt))
     )
     rng = item_rng(seed, "rsna", "decoy-plan")
     groups = [Group("canal", [Point(SCS, 0)]), Group("canal", [Point(SCS, 2)])]
@@ -536,14 +741,14 @@ def write(out_dir: Path, counts: dict, seed: int, decoys: bool, workers: int | N
     study_ids, series_ids = UniqueIds(), UniqueIds()
     plans = plan_train_studies(seed, int(counts["rsna_images"]), study_ids, series_ids)
     unlabelled_id = int(
-        study_ids.claim(lambda attempt: numeric_id(seed, 10**6, 5 * 10**9, "rsna", "no-coordinates", attempt))
+        study_ids.claim(lambda attempt: numeric_id(seed, *STUDY_ID_RANGE, "rsna", "no-coordinates", attempt))
     )
     unlabelled_severities = draw_severities(
         item_rng(seed, "rsna", "no-coordinates"),
         [Point(c, k) for c in CONDITIONS for k in range(len(LEVELS))],
     )
     test_id = int(
-        study_ids.claim(lambda attempt: numeric_id(seed, 10**6, 5 * 10**9, "rsna", "test-study", attempt))
+        study_ids.claim(lambda attempt: numeric_id(seed, *STUDY_ID_RANGE, "rsna", "test-study", attempt))
     )
     test_plan = plan_study(seed, -1, MIN_GROUPS, test_id, series_ids)
 
@@ -578,17 +783,33 @@ def write(out_dir: Path, counts: dict, seed: int, decoys: bool, workers: int | N
             archive.add(f"test_images/{test_id}/{item.series_id}/{item.instance_number}.dcm", item.dicom)
 
         archive.add(
-            "train.csv", csv_bytes(("study_id",) + TRAIN_COLUMNS, sorted(train_rows, key=lambda r: r[0]))
+            "train.csv", crlf_csv_bytes(("study_id",) + TRAIN_COLUMNS, sorted(train_rows, key=lambda r: r[0]))
         )
         archive.add(
             "train_label_coordinates.csv",
-            csv_bytes(COORDINATE_HEADER, sorted(coordinate_rows, key=_coordinate_order)),
+            crlf_csv_bytes(COORDINATE_HEADER, sorted(coordinate_rows, key=_coordinate_order)),
         )
-        archive.add("train_series_descriptions.csv", csv_bytes(SERIES_HEADER, sorted(series_rows)))
+        archive.add("train_series_descriptions.csv", crlf_csv_bytes(SERIES_HEADER, sorted(series_rows)))
         test_series = [(test_id, s.series_id, s.description) for s in test_plan.series]
         archive.add("test_series_descriptions.csv", csv_bytes(SERIES_HEADER, sorted(test_series)))
         submission = [(f"{test_id}_{column}", "0.333333", "0.333333", "0.333333") for column in TRAIN_COLUMNS]
         archive.add("sample_submission.csv", csv_bytes(SUBMISSION_HEADER, submission))
+
+
+def crlf_csv_bytes(header: tuple[str, ...], rows: list) -> bytes:
+    """csv_bytes with CRLF line ends (the module docstring says which files get them and why).
+
+    Replacing every LF is exact: no cell of these files (integer ids, vocabulary strings, decimal
+    coordinates) can hold a line break.
+    """
+    return csv_bytes(header, rows).replace(b"\n", b"\r\n")
+
+
+def coordinate_text(value: float) -> str:
+    """A pixel coordinate with all the digits of the float, as the real CSV has them: the shortest text
+    that reads back to the same double (up to 17 significant digits, e.g. 322.8314606741573), in
+    positional notation (a coordinate is never written with an exponent)."""
+    return np.format_float_positional(float(value), unique=True, trim="-")
 
 
 def _coordinate_rows(study_id: int, item: RenderedSlice) -> list[tuple]:
@@ -599,8 +820,8 @@ def _coordinate_rows(study_id: int, item: RenderedSlice) -> list[tuple]:
             item.instance_number,
             condition,
             LEVELS[level],
-            format_coordinate(x, 6),
-            format_coordinate(y, 6),
+            coordinate_text(x),
+            coordinate_text(y),
         )
         for condition, level, x, y in item.coordinates
     ]

@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/build.py                 # full scale (40,263 images) in bench/out/full
     .venv/bin/python bench/build.py --scale demo    # the demo, for a quick look
+    .venv/bin/python bench/build.py --film-size realistic   # radiographs at the real films' sizes
 
 The workflow is copied into the work folder (results and archives are kept there between runs, so an
 interrupted benchmark resumes: finished stages are not rebuilt and report ~0 s). Each stage is run with
@@ -15,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from spinebench.workflow import copy_workflow, planned_jobs, run_snakemake, set_scale
+from spinebench.workflow import copy_workflow, edit_params, planned_jobs, run_snakemake, set_scale
 
 # Stages in DAG order; each is the last rule of its stage.
 STAGES = (
@@ -43,18 +44,27 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--scale", choices=("full", "demo"), default="full")
-    parser.add_argument("--workdir", type=Path, default=None, help="default: bench/out/{scale}")
+    parser.add_argument(
+        "--film-size",
+        choices=("compact", "realistic"),
+        default="compact",
+        help="synthetic.film_size: realistic draws VinDr and BUU films at the real films' sizes",
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="default: bench/out/{scale}, or {scale}-realistic"
+    )
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--until", choices=STAGES, default=STAGES[-1], help="last stage to build")
     return parser.parse_args(argv)
 
 
-def prepare_workdir(workdir: Path, scale: str) -> None:
-    """Copy the workflow (first run only) and set the scale and shard counts in its params.yaml."""
+def prepare_workdir(workdir: Path, scale: str, film_size: str) -> None:
+    """Copy the workflow (first run only); set the scale, shard counts and film size in its params.yaml."""
     if not (workdir / "Snakefile").exists():
         workdir.mkdir(parents=True, exist_ok=True)
         copy_workflow(workdir)
     set_scale(workdir, scale, FULL_SCALE_SHARDS)
+    edit_params(workdir, lambda params: params["synthetic"].update(film_size=film_size))
 
 
 def timed(action) -> tuple[float, object]:
@@ -66,11 +76,12 @@ def timed(action) -> tuple[float, object]:
 
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
-    workdir = (args.workdir or Path("bench/out") / args.scale).resolve()
-    prepare_workdir(workdir, args.scale)
+    default_name = args.scale if args.film_size == "compact" else f"{args.scale}-{args.film_size}"
+    workdir = (args.workdir or Path("bench/out") / default_name).resolve()
+    prepare_workdir(workdir, args.scale, args.film_size)
 
     dry_seconds, jobs = timed(lambda: planned_jobs(workdir))
-    print(f"scale={args.scale} workdir={workdir} cores={args.cores}")
+    print(f"scale={args.scale} film_size={args.film_size} workdir={workdir} cores={args.cores}")
     print(f"snakemake -n (full DAG, {sum(jobs.values())} jobs to run): {dry_seconds:.1f} s")
 
     print(f"{'stage':<20}{'jobs':>6}{'wall s':>10}")

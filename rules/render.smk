@@ -9,6 +9,7 @@ rule render_shard:
         code=package(
             "archive",
             "decode",
+            "scaled_decode",
             "quality",
             "render",
             "render_cache",

@@ -17,5 +17,10 @@ rule synthesize_source:
         counts=lambda wildcards: config["synthetic"][config["synthetic"]["scale"]],
         seed=config["seeds"]["synthetic"],
         decoys=config["synthetic"]["decoys"],
+        film_size=lambda wildcards: (
+            config["synthetic"]["film_size"]
+            if wildcards.source in ("vindr", "buu")
+            else None
+        ),
     script:
         "../scripts/synthesize_source.py"

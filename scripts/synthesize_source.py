@@ -1,6 +1,7 @@
 """Snakemake entry point: write one synthetic source archive (spinebench.synth.write_source).
 
-Inputs: none. Params: counts (dict: synthetic.demo or synthetic.full), seed, decoys.
+Inputs: none. Params: counts (dict: synthetic.demo or synthetic.full), seed, decoys, film_size
+(synthetic.film_size for the radiograph sources, None for the others).
 Wildcards: source. Output: output[0], the archive folder resources/synthetic/{source}.
 Threads: snakemake.threads worker processes render the images (the output does not depend on it).
 An archive already in the store (same source, count, seed, decoys and generator code) is copied from it.
@@ -23,12 +24,13 @@ def main(snakemake) -> None:
     counts = dict(snakemake.params.counts)
     started = time.perf_counter()
     log.info(
-        "writing synthetic %s into %s (counts=%s, seed=%s, decoys=%s)",
+        "writing synthetic %s into %s (counts=%s, seed=%s, decoys=%s, film_size=%s)",
         source,
         out_dir,
         counts,
         snakemake.params.seed,
         snakemake.params.decoys,
+        snakemake.params.film_size,
     )
     restored = write_source_stored(
         job_store(snakemake.config),
@@ -38,6 +40,7 @@ def main(snakemake) -> None:
         seed=int(snakemake.params.seed),
         decoys=bool(snakemake.params.decoys),
         workers=int(getattr(snakemake, "threads", 1) or 1),
+        film_size=snakemake.params.film_size or "compact",
     )
     files = sorted(path for path in out_dir.rglob("*") if path.is_file())
     log.info(

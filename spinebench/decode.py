@@ -5,12 +5,18 @@ Every source image becomes a 2-D `uint8` array of display grey levels (0 black, 
 - DICOM (RSNA MR slices, VinDr radiographs): pixel data decoded by pydicom (pylibjpeg plugins for compressed
   transfer syntaxes such as JPEG 2000 lossless, 1.2.840.10008.1.2.4.90); when pydicom has no working decoder
   for the transfer syntax, SimpleITK (GDCM) decodes it instead. Stored values are mapped to modality values
-  with RescaleSlope/RescaleIntercept, windowed to [0, 255] (MR: `mr_percentiles`; X-ray: the file's first
-  WindowCenter/WindowWidth under `xray_windowing: dicom`, else `xray_percentiles`) and, for MONOCHROME1
-  (where high values are dark), inverted after windowing so that bone is always bright.
+  with RescaleSlope/RescaleIntercept, resampled to the rendered size (LANCZOS, so that a window's
+  percentiles are those of the image kept), windowed to [0, 255] (MR: `mr_percentiles`; X-ray: the file's
+  first WindowCenter/WindowWidth under `xray_windowing: dicom`, else `xray_percentiles`) and, for
+  MONOCHROME1 (where high values are dark), inverted after windowing so that bone is always bright.
 - JPEG (BUU) and PNG (CSXA): already display images, decoded by Pillow. 8-bit grey is kept as is, colour
   is converted to luma (ITU-R 601-2, Pillow's "L" mode); 16-bit grey is stretched from its minimum to its
   maximum, because its stored range is unknown (12-bit data in 16-bit containers is common).
+
+Under `decode_resolution: reduced` (the default) a JPEG 2000 DICOM or a JPEG larger than the rendered size
+is decoded at a reduced resolution that still covers the rendered size (`spinebench.scaled_decode`). Every
+decoder returns its grey image together with the stored image's size, which the renderer fits to
+`max_side` (a DICOM comes back at that size already, a JPEG or PNG possibly larger).
 
 Whatever a decoder raises for a bad file is re-raised as `DecodeError` naming the decoder and its message, so
 that the render stage can reject exactly that image.
@@ -31,8 +37,12 @@ import numpy as np
 import pydicom
 from PIL import Image
 from pydicom.dataset import FileMetaDataset
+from pydicom.encaps import generate_frames
 from pydicom.multival import MultiValue
 from pydicom.pixels import get_decoder
+from pydicom.uid import JPEG2000, JPEG2000Lossless
+
+from spinebench.scaled_decode import decode_j2k_reduced, draft_jpeg
 
 # File-name suffixes of each supported format (lower case).
 DICOM_SUFFIXES = (".dcm", ".dicom")
@@ -41,6 +51,9 @@ RASTER_SUFFIXES = (".jpg", ".jpeg", ".png")
 # Modalities of the standardized table (`modality` column).
 MRI = "MRI"
 XRAY = "X-ray"
+
+# Transfer syntaxes whose pixel data is a JPEG 2000 codestream (lossless and lossy).
+JPEG2000_SYNTAXES = (JPEG2000Lossless, JPEG2000)
 
 # Pillow modes of more than 8 bits per grey value: stretched rather than converted (which would clip them).
 _WIDE_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
@@ -62,6 +75,7 @@ class RenderSettings:
     mr_percentiles: tuple[float, float]
     xray_windowing: str
     xray_percentiles: tuple[float, float]
+    decode_resolution: str = "reduced"
 
     @classmethod
     def from_params(cls, params: Mapping) -> RenderSettings:
@@ -74,6 +88,7 @@ class RenderSettings:
             mr_percentiles=_percentile_pair(params["mr_percentiles"], "mr_percentiles"),
             xray_windowing=str(params["xray_windowing"]),
             xray_percentiles=_percentile_pair(params["xray_percentiles"], "xray_percentiles"),
+            decode_resolution=str(params.get("decode_resolution", "reduced")),
         )
         if settings.max_side < 1:
             raise ValueError(f"render.max_side must be positive, got {settings.max_side}")
@@ -81,7 +96,34 @@ class RenderSettings:
             raise ValueError(
                 f"render.xray_windowing must be dicom or percentile, got {settings.xray_windowing!r}"
             )
+        if settings.decode_resolution not in ("reduced", "full"):
+            raise ValueError(
+                f"render.decode_resolution must be reduced or full, got {settings.decode_resolution!r}"
+            )
         return settings
+
+    def decode_target(self, width: int, height: int) -> tuple[int, int] | None:
+        """The smallest size a decoder may reduce a (width, height) image to; None: decode in full."""
+        if self.decode_resolution == "full":
+            return None
+        return fitted_size(width, height, self.max_side)
+
+
+@dataclass(frozen=True)
+class GreyImage:
+    """Display grey levels of a source image, possibly decoded at a reduced resolution."""
+
+    grey: np.ndarray  # 2-D uint8, at least the size the renderer fits the stored image to
+    full_size: tuple[int, int]  # (width, height) of the stored image
+
+
+def fitted_size(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """(width, height) scaled so that the longest side is at most `max_side`; never enlarged."""
+    longest = max(width, height)
+    if longest <= max_side:
+        return width, height
+    scale = max_side / longest
+    return max(1, round(width * scale)), max(1, round(height * scale))
 
 
 def _percentile_pair(values, name: str) -> tuple[float, float]:
@@ -96,8 +138,15 @@ def _percentile_pair(values, name: str) -> tuple[float, float]:
 
 
 def to_uint8(fraction: np.ndarray) -> np.ndarray:
-    """Map values in [0, 1] (clipped) to grey levels 0..255, rounding to nearest."""
-    return np.rint(np.clip(fraction, 0.0, 1.0) * 255.0).astype(np.uint8)
+    """Map values in [0, 1] (clipped) to grey levels 0..255, rounding to nearest.
+
+    Works in place on `fraction` (a temporary of the caller), so that a 3,000-pixel film holds one float
+    array here rather than three.
+    """
+    np.clip(fraction, 0.0, 1.0, out=fraction)
+    fraction *= 255.0
+    np.rint(fraction, out=fraction)
+    return fraction.astype(np.uint8)
 
 
 def window_linear(values: np.ndarray, center: float, width: float) -> np.ndarray:
@@ -108,9 +157,11 @@ def window_linear(values: np.ndarray, center: float, width: float) -> np.ndarray
     """
     if not width >= 1.0:
         raise DecodeError(f"window width {width} is below 1")
-    fraction = (
-        (values - (center - 0.5)) / (width - 1.0) + 0.5 if width > 1.0 else (values > center - 0.5) * 1.0
-    )
+    if width == 1.0:
+        return to_uint8((values > center - 0.5) * 1.0)
+    fraction = np.subtract(values, center - 0.5, dtype=np.float64)
+    fraction /= width - 1.0
+    fraction += 0.5
     return to_uint8(fraction)
 
 
@@ -122,7 +173,9 @@ def window_percentiles(values: np.ndarray, low: float, high: float) -> np.ndarra
     lower, upper = np.percentile(values, [low, high])
     if not upper > lower:
         return np.zeros(values.shape, dtype=np.uint8)
-    return to_uint8((values - lower) / (upper - lower))
+    fraction = np.subtract(values, lower, dtype=np.float64)
+    fraction /= upper - lower
+    return to_uint8(fraction)
 
 
 def stretch_min_max(values: np.ndarray) -> np.ndarray:
@@ -140,7 +193,8 @@ class DicomPixels:
     values: np.ndarray  # 2-D float array: stored values after RescaleSlope/RescaleIntercept
     monochrome1: bool  # high values are dark: invert after windowing
     window: tuple[float, float] | None  # first (WindowCenter, WindowWidth) of the file, if usable
-    decoder: str  # which decoder produced the pixels: pydicom or SimpleITK
+    decoder: str  # which decoder produced the pixels: pydicom, SimpleITK or reduced JPEG 2000
+    full_size: tuple[int, int]  # (Columns, Rows): `values` is smaller when decoded at a reduced resolution
 
 
 def _first_value(value) -> float:
@@ -188,14 +242,16 @@ def _rescale(dataset: pydicom.Dataset) -> tuple[float, float]:
     return slope, _number_or(dataset, "RescaleIntercept", 0.0)
 
 
-def _check_dimensions(dataset: pydicom.Dataset) -> None:
-    """Refuse multi-frame files and sizes beyond MAX_PIXELS before any pixel data is decompressed."""
+def _check_dimensions(dataset: pydicom.Dataset) -> tuple[int, int]:
+    """(Columns, Rows) of the file, after refusing multi-frame files and sizes beyond MAX_PIXELS before any
+    pixel data is decompressed."""
     frames = int(_number_or(dataset, "NumberOfFrames", 1.0))
     if frames != 1:
         raise DecodeError(f"multi-frame DICOM ({frames} frames) is not a 2-D image")
     rows, columns = int(_number_or(dataset, "Rows", 0.0)), int(_number_or(dataset, "Columns", 0.0))
     if rows * columns > MAX_PIXELS:
         raise DecodeError(f"{columns} x {rows} pixels exceed the limit of {MAX_PIXELS}")
+    return columns, rows
 
 
 def _read_dicom_header(data: bytes) -> pydicom.Dataset:
@@ -270,35 +326,24 @@ def pydicom_has_decoder(syntax: pydicom.uid.UID) -> bool:
         return False
 
 
-def decode_dicom(data: bytes) -> DicomPixels:
+def decode_dicom(data: bytes, settings: RenderSettings | None = None) -> DicomPixels:
     """Decode a DICOM file to modality values plus its display fields (MONOCHROME1, first window).
 
-    pydicom decodes the pixel data when one of its installed plugins handles the transfer syntax; only when
-    none does is SimpleITK (GDCM) used. A file pydicom could decode but fails on is corrupt and is not handed
-    to SimpleITK: GDCM reads a truncated native pixel data element past its end and returns garbage.
-    Raises DecodeError saying which decoder failed and why.
+    With `settings` that allow it, JPEG 2000 pixel data is decoded at the reduced resolution the render
+    needs (`spinebench.scaled_decode`). Otherwise pydicom decodes the pixel data when one of its installed
+    plugins handles the transfer syntax; only when none does is SimpleITK (GDCM) used. A file pydicom could
+    decode but fails on is corrupt and is not handed to SimpleITK: GDCM reads a truncated native pixel data
+    element past its end and returns garbage. Raises DecodeError saying which decoder failed and why.
     """
     dataset = _read_dicom_header(data)
-    _check_dimensions(dataset)
+    full_size = _check_dimensions(dataset)
     slope, intercept = _rescale(dataset)
-    syntax = dataset.file_meta.TransferSyntaxUID
-    if pydicom_has_decoder(syntax):
-        try:
-            stored = _pixels_with_pydicom(dataset)
-        except Exception as error:  # a truncated or corrupt pixel data element or codestream
-            raise DecodeError(
-                f"pydicom cannot decode the pixel data: {type(error).__name__}: {error}"
-            ) from error
-        decoder = "pydicom"
+    target = settings.decode_target(*full_size) if settings is not None else None
+    reduced = _reduced_pixels(dataset, target, full_size) if target is not None else None
+    if reduced is not None:
+        stored, decoder = reduced, "reduced JPEG 2000"
     else:
-        try:
-            stored = _pixels_with_simpleitk(dataset)
-        except Exception as error:
-            raise DecodeError(
-                f"pydicom has no decoder for transfer syntax {syntax} and SimpleITK cannot decode it: "
-                f"{type(error).__name__}: {str(error).strip()}"
-            ) from error
-        decoder = "SimpleITK"
+        stored, decoder = _full_pixels(dataset)
     values = _as_grey_values(np.asarray(stored), str(dataset.get("PhotometricInterpretation", "")))
     if (slope, intercept) != (1.0, 0.0):
         values = values * slope + intercept
@@ -307,7 +352,49 @@ def decode_dicom(data: bytes) -> DicomPixels:
         monochrome1=str(dataset.get("PhotometricInterpretation", "")).strip().upper() == "MONOCHROME1",
         window=dicom_window(dataset),
         decoder=decoder,
+        full_size=full_size,
     )
+
+
+def _full_pixels(dataset: pydicom.Dataset) -> tuple[np.ndarray, str]:
+    """(stored values at full resolution, the decoder's name): pydicom, else SimpleITK."""
+    syntax = dataset.file_meta.TransferSyntaxUID
+    if pydicom_has_decoder(syntax):
+        try:
+            return _pixels_with_pydicom(dataset), "pydicom"
+        except Exception as error:  # a truncated or corrupt pixel data element or codestream
+            raise DecodeError(
+                f"pydicom cannot decode the pixel data: {type(error).__name__}: {error}"
+            ) from error
+    try:
+        return _pixels_with_simpleitk(dataset), "SimpleITK"
+    except Exception as error:
+        raise DecodeError(
+            f"pydicom has no decoder for transfer syntax {syntax} and SimpleITK cannot decode it: "
+            f"{type(error).__name__}: {str(error).strip()}"
+        ) from error
+
+
+def _reduced_pixels(
+    dataset: pydicom.Dataset, target: tuple[int, int], full_size: tuple[int, int]
+) -> np.ndarray | None:
+    """Stored values of a single-frame, unsigned, grey JPEG 2000 file decoded at a reduced resolution
+    covering `target`; None when the file does not qualify (the full path then decodes it)."""
+    if dataset.file_meta.TransferSyntaxUID not in JPEG2000_SYNTAXES:
+        return None
+    if int(_number_or(dataset, "SamplesPerPixel", 1.0)) != 1:
+        return None
+    if int(_number_or(dataset, "PixelRepresentation", 0.0)) != 0:
+        return None
+    try:
+        codestream = next(generate_frames(dataset.PixelData, number_of_frames=1))
+    except Exception:  # a malformed encapsulation: the full path reports it
+        return None
+    bits_stored = int(_number_or(dataset, "BitsStored", 16.0))
+    decoded = decode_j2k_reduced(codestream, target, bits_stored)
+    if decoded is None or decoded[1] != full_size:
+        return None
+    return decoded[0]
 
 
 def _as_grey_values(values: np.ndarray, photometric: str) -> np.ndarray:
@@ -326,35 +413,58 @@ def _as_grey_values(values: np.ndarray, photometric: str) -> np.ndarray:
     return values
 
 
-def dicom_to_grey(data: bytes, modality: str, settings: RenderSettings) -> np.ndarray:
-    """Decode and window a DICOM file to 8-bit display grey levels (the rules: see the module docstring)."""
-    pixels = decode_dicom(data)
+def dicom_to_grey(data: bytes, modality: str, settings: RenderSettings) -> GreyImage:
+    """Decode, resample and window a DICOM file to 8-bit display grey levels (rules: the module docstring).
+
+    The modality values are resampled to the rendered size before windowing, so that the window's
+    percentiles are those of the image the render keeps, whether it was decoded in full or reduced.
+    """
+    pixels = decode_dicom(data, settings)
+    values = fit_values(pixels.values, fitted_size(*pixels.full_size, settings.max_side))
     if modality == MRI:
-        grey = window_percentiles(pixels.values, *settings.mr_percentiles)
+        grey = window_percentiles(values, *settings.mr_percentiles)
     elif modality == XRAY:
         if settings.xray_windowing == "dicom" and pixels.window is not None:
-            grey = window_linear(pixels.values, *pixels.window)
+            grey = window_linear(values, *pixels.window)
         else:
-            grey = window_percentiles(pixels.values, *settings.xray_percentiles)
+            grey = window_percentiles(values, *settings.xray_percentiles)
     else:
         raise DecodeError(f"unknown modality {modality!r} (expected {MRI} or {XRAY})")
-    return 255 - grey if pixels.monochrome1 else grey
+    return GreyImage(255 - grey if pixels.monochrome1 else grey, pixels.full_size)
+
+
+def fit_values(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Modality values resampled with LANCZOS to (width, height) `size` (unchanged if already that size).
+
+    Resampled as 32-bit floats (Pillow's "F" mode), which hold 16-bit stored values exactly.
+    """
+    if size == (values.shape[1], values.shape[0]):
+        return values
+    image = Image.fromarray(values.astype(np.float32), mode="F")
+    return np.asarray(image.resize(size, Image.Resampling.LANCZOS), dtype=np.float64)
 
 
 # ----------------------------------------------------------------------------------------- JPEG and PNG
 
 
-def raster_to_grey(data: bytes) -> np.ndarray:
-    """Decode a JPEG or PNG to 8-bit grey levels (colour to luma, 16-bit grey stretched min..max)."""
+def raster_to_grey(data: bytes, settings: RenderSettings | None = None) -> GreyImage:
+    """Decode a JPEG or PNG to 8-bit grey levels (colour to luma, 16-bit grey stretched min..max).
+
+    With `settings` that allow it, a JPEG larger than the rendered size is decoded at a DCT scale covering it.
+    """
     try:
         with Image.open(io.BytesIO(data)) as image:
             if image.width * image.height > MAX_PIXELS:
                 raise DecodeError(f"{image.width} x {image.height} pixels exceed the limit of {MAX_PIXELS}")
+            full_size = image.size
+            target = settings.decode_target(*full_size) if settings is not None else None
+            if target is not None and target != full_size:
+                draft_jpeg(image, target)
             image.load()
             if image.mode in _WIDE_MODES:
-                return stretch_min_max(np.asarray(image, dtype=np.float64))
+                return GreyImage(stretch_min_max(np.asarray(image, dtype=np.float64)), full_size)
             # 8-bit grey, palette and colour modes: Pillow's luma conversion (raises for an odd mode).
-            return np.asarray(image.convert("L"))
+            return GreyImage(np.asarray(image.convert("L")), full_size)
     except DecodeError:
         raise
     except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError... for a bad file
@@ -374,8 +484,8 @@ def image_format(member: str) -> str:
     raise DecodeError(f"unsupported image file type {suffix or '(no suffix)'!r}")
 
 
-def decode_to_grey(data: bytes, member: str, modality: str, settings: RenderSettings) -> np.ndarray:
-    """Decode one source image (format from the member's suffix) to a 2-D uint8 display array."""
+def decode_to_grey(data: bytes, member: str, modality: str, settings: RenderSettings) -> GreyImage:
+    """Decode one source image (format from the member's suffix) to 2-D uint8 display grey levels."""
     if image_format(member) == "dicom":
         return dicom_to_grey(data, modality, settings)
-    return raster_to_grey(data)
+    return raster_to_grey(data, settings)

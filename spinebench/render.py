@@ -1,9 +1,10 @@
 """Rendering standardized images to 2-D RGB PNGs with quality metrics (one shard at a time).
 
 For every standardized row the archive member is read, decoded and windowed to 8-bit grey
-(`spinebench.decode`), downscaled so that its longest side is at most `render.max_side` (Pillow LANCZOS,
-never enlarged), scored (`spinebench.quality`, on the downscaled grey levels) and encoded as an 8-bit RGB PNG
-with the grey replicated in the three channels. The PNG encoding is fixed (no metadata, no optimisation pass,
+(`spinebench.decode`; large films at a reduced resolution, see `spinebench.scaled_decode`), resampled so
+that the stored image's longest side becomes at most `render.max_side` (Pillow LANCZOS, never enlarged),
+scored (`spinebench.quality`, on the downscaled grey levels) and encoded as an 8-bit RGB PNG with the grey
+replicated in the three channels. The PNG encoding is fixed (no metadata, no optimisation pass,
 a constant zlib level), so the same inputs and params give byte-identical PNGs.
 
 A member that cannot be read or decoded never stops the shard: it becomes a rejected row naming the member
@@ -26,7 +27,7 @@ import pyarrow as pa
 from PIL import Image
 
 from spinebench.archive import ArchiveError, open_source
-from spinebench.decode import DecodeError, RenderSettings, decode_to_grey
+from spinebench.decode import DecodeError, RenderSettings, decode_to_grey, fitted_size
 from spinebench.io import rejected_frame
 from spinebench.quality import QUALITY_COLUMNS, image_quality
 from spinebench.tables import IMAGES_SCHEMA
@@ -66,19 +67,9 @@ class RenderedImage:
     quality: dict[str, float]
 
 
-def fitted_size(width: int, height: int, max_side: int) -> tuple[int, int]:
-    """(width, height) scaled so that the longest side is at most `max_side`; never enlarged."""
-    longest = max(width, height)
-    if longest <= max_side:
-        return width, height
-    scale = max_side / longest
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
-def downscale(grey: np.ndarray, max_side: int) -> np.ndarray:
-    """A uint8 grey image resized with LANCZOS to fit within `max_side` (returned unchanged if it fits)."""
+def resample(grey: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A uint8 grey image resized with LANCZOS to (width, height) `size` (unchanged if already that size)."""
     height, width = grey.shape
-    size = fitted_size(width, height, max_side)
     if size == (width, height):
         return grey
     return np.asarray(Image.fromarray(grey, mode="L").resize(size, Image.Resampling.LANCZOS))
@@ -94,7 +85,9 @@ def encode_png(grey: np.ndarray) -> bytes:
 
 def render_image(data: bytes, member: str, modality: str, settings: RenderSettings) -> RenderedImage:
     """Decode, window, downscale, score and encode one source image (raises DecodeError if it cannot)."""
-    grey = downscale(decode_to_grey(data, member, modality, settings), settings.max_side)
+    decoded = decode_to_grey(data, member, modality, settings)
+    # Fitted from the stored size, so a film decoded at a reduced resolution renders at the same size.
+    grey = resample(decoded.grey, fitted_size(*decoded.full_size, settings.max_side))
     height, width = grey.shape
     return RenderedImage(png=encode_png(grey), width=width, height=height, quality=image_quality(grey))
 

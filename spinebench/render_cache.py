@@ -20,7 +20,13 @@ from spinebench.store import Store, Tally, bytes_digest, content_key
 
 STORE_KIND = "render"
 # The modules whose code decides a rendered image's bytes (this one too: it decides the payload format).
-RENDER_MODULES = ("spinebench.render", "spinebench.decode", "spinebench.quality", "spinebench.render_cache")
+RENDER_MODULES = (
+    "spinebench.render",
+    "spinebench.decode",
+    "spinebench.scaled_decode",
+    "spinebench.quality",
+    "spinebench.render_cache",
+)
 RENDER_LIBRARIES = ("numpy", "pillow", "pydicom", "pylibjpeg", "pylibjpeg-openjpeg", "SimpleITK")
 
 

@@ -128,7 +128,7 @@ def test_settings_reject_reversed_percentiles():
 
 
 def test_mr_dicom_is_windowed_by_mr_percentiles():
-    grey = dicom_to_grey(dicom_bytes(RAMP), "MRI", SETTINGS)
+    grey = dicom_to_grey(dicom_bytes(RAMP), "MRI", SETTINGS).grey
     assert grey.dtype == np.uint8 and grey.shape == (3, 67)
     np.testing.assert_array_equal(grey, window_percentiles(RAMP.astype(np.float64), 10, 90))
 
@@ -137,33 +137,33 @@ def test_xray_uses_first_value_of_a_multi_valued_window():
     data = dicom_bytes(RAMP, WindowCenter=[100, 3000], WindowWidth=[201, 10])
     pixels = decode_dicom(data)
     assert pixels.window == (100.0, 201.0)
-    grey = dicom_to_grey(data, "X-ray", SETTINGS).ravel()
+    grey = dicom_to_grey(data, "X-ray", SETTINGS).grey.ravel()
     assert grey[[0, 100, 199, 200]].tolist() == [1, 128, 254, 255]
 
 
 def test_xray_percentile_mode_ignores_the_dicom_window():
     data = dicom_bytes(RAMP, WindowCenter=100, WindowWidth=201)
     expected = window_percentiles(RAMP.astype(np.float64), 10, 90)
-    np.testing.assert_array_equal(dicom_to_grey(data, "X-ray", PERCENTILE_SETTINGS), expected)
+    np.testing.assert_array_equal(dicom_to_grey(data, "X-ray", PERCENTILE_SETTINGS).grey, expected)
 
 
 def test_xray_without_window_falls_back_to_percentiles():
     expected = window_percentiles(RAMP.astype(np.float64), 10, 90)
-    np.testing.assert_array_equal(dicom_to_grey(dicom_bytes(RAMP), "X-ray", SETTINGS), expected)
+    np.testing.assert_array_equal(dicom_to_grey(dicom_bytes(RAMP), "X-ray", SETTINGS).grey, expected)
 
 
 def test_rescale_slope_and_intercept_are_applied_before_windowing():
     data = dicom_bytes(RAMP, RescaleSlope=2, RescaleIntercept=-100, WindowCenter=100, WindowWidth=201)
     np.testing.assert_array_equal(decode_dicom(data).values, RAMP * 2.0 - 100.0)
-    grey = dicom_to_grey(data, "X-ray", SETTINGS).ravel()
+    grey = dicom_to_grey(data, "X-ray", SETTINGS).grey.ravel()
     # stored 100 -> 100 (centre), stored 50 -> 0, stored 150 -> 200 (above the window)
     assert grey[[50, 100, 150]].tolist() == [1, 128, 255]
 
 
 def test_monochrome1_is_inverted_after_windowing():
-    normal = dicom_to_grey(dicom_bytes(RAMP, WindowCenter=100, WindowWidth=201), "X-ray", SETTINGS)
+    normal = dicom_to_grey(dicom_bytes(RAMP, WindowCenter=100, WindowWidth=201), "X-ray", SETTINGS).grey
     inverted = dicom_bytes(RAMP, PhotometricInterpretation="MONOCHROME1", WindowCenter=100, WindowWidth=201)
-    np.testing.assert_array_equal(dicom_to_grey(inverted, "X-ray", SETTINGS), 255 - normal)
+    np.testing.assert_array_equal(dicom_to_grey(inverted, "X-ray", SETTINGS).grey, 255 - normal)
 
 
 def test_jpeg2000_lossless_decodes_to_the_same_pixels():
@@ -176,7 +176,7 @@ def test_jpeg2000_lossless_decodes_to_the_same_pixels():
     np.testing.assert_array_equal(decoded.values, pixels)
     plain = dicom_bytes(pixels, WindowCenter=2048, WindowWidth=4096)
     np.testing.assert_array_equal(
-        dicom_to_grey(data, "X-ray", SETTINGS), dicom_to_grey(plain, "X-ray", SETTINGS)
+        dicom_to_grey(data, "X-ray", SETTINGS).grey, dicom_to_grey(plain, "X-ray", SETTINGS).grey
     )
 
 
@@ -197,7 +197,7 @@ def test_simpleitk_fallback_rescales_and_inverts_like_pydicom(tmp_path):
     assert decoded.decoder == "SimpleITK" and decoded.monochrome1
     np.testing.assert_array_equal(decoded.values, RAMP * 2.0 - 100.0)
     np.testing.assert_array_equal(
-        dicom_to_grey(fallback, "X-ray", SETTINGS), dicom_to_grey(native, "X-ray", SETTINGS)
+        dicom_to_grey(fallback, "X-ray", SETTINGS).grey, dicom_to_grey(native, "X-ray", SETTINGS).grey
     )
 
 
@@ -246,29 +246,31 @@ def test_unknown_modality_is_an_error():
 
 def test_grey_png_is_kept_exactly():
     grey = np.arange(256, dtype=np.uint8).reshape(16, 16)
-    np.testing.assert_array_equal(raster_to_grey(raster_bytes(grey, "PNG")), grey)
+    np.testing.assert_array_equal(raster_to_grey(raster_bytes(grey, "PNG")).grey, grey)
 
 
 def test_rgb_png_becomes_luma():
     rgb = np.zeros((4, 5, 3), dtype=np.uint8)
     rgb[...] = (200, 100, 50)  # 0.299 * 200 + 0.587 * 100 + 0.114 * 50 = 124.2
-    assert np.unique(raster_to_grey(raster_bytes(rgb, "PNG"))).tolist() == [124]
+    assert np.unique(raster_to_grey(raster_bytes(rgb, "PNG")).grey).tolist() == [124]
 
 
 def test_sixteen_bit_png_is_stretched_min_to_max():
     values = np.array([[0, 1000, 4095, 4095]], dtype=np.uint16)
     data = raster_bytes(values, "PNG")
     assert Image.open(io.BytesIO(data)).mode.startswith("I")
-    assert raster_to_grey(data).tolist() == [[0, 62, 255, 255]]  # 1000 / 4095 * 255 = 62.3
+    assert raster_to_grey(data).grey.tolist() == [[0, 62, 255, 255]]  # 1000 / 4095 * 255 = 62.3
 
 
 def test_jpeg_grey_and_rgb_decode_to_grey():
-    grey = raster_to_grey(raster_bytes(np.full((16, 16), 100, dtype=np.uint8), "JPEG", quality=95))
+    grey = raster_to_grey(raster_bytes(np.full((16, 16), 100, dtype=np.uint8), "JPEG", quality=95)).grey
     assert grey.dtype == np.uint8 and grey.shape == (16, 16)
     assert np.abs(grey.astype(int) - 100).max() <= 1
     rgb = np.zeros((16, 24, 3), dtype=np.uint8)
     rgb[...] = (200, 100, 50)
-    grey = decode_to_grey(raster_bytes(rgb, "JPEG", quality=95), "AP/0001-F-037Y0.jpg", "X-ray", SETTINGS)
+    grey = decode_to_grey(
+        raster_bytes(rgb, "JPEG", quality=95), "AP/0001-F-037Y0.jpg", "X-ray", SETTINGS
+    ).grey
     assert grey.shape == (16, 24) and np.abs(grey.astype(int) - 124).max() <= 2
 
 

@@ -377,7 +377,7 @@ def test_buu_layout_rows_and_labels(archives):
         ys = [(row[1] + row[3]) / 2 for row in rows]
         assert ys == sorted(ys), "endplates cranial to caudal"
         image = Image.open(io.BytesIO(files[jpg]))
-        assert image.format == "JPEG" and image.mode == "L"
+        assert image.format == "JPEG" and image.mode in ("L", "RGB")  # RGB: identical channels
         assert max(max(row[0], row[2]) for row in rows) < image.width
         assert max(max(row[1], row[3]) for row in rows) < image.height
 
@@ -518,7 +518,7 @@ def test_interrupted_write_leaves_previous_output(tmp_path, monkeypatch):
     synth.write_source("buu", out, TINY, SEED, False)
     before = tree_bytes(out)
 
-    def failing_writer(staging, counts, seed, decoys, workers=None):
+    def failing_writer(staging, counts, seed, decoys, workers=None, film_size="compact"):
         (staging / "half-written.zip").write_bytes(b"PK")
         raise RuntimeError("interrupted")
 
@@ -551,7 +551,7 @@ def test_snakemake_script_entry_point(tmp_path):
     out = tmp_path / "resources" / "synthetic" / "buu"
     fake = SimpleNamespace(
         wildcards=SimpleNamespace(source="buu"),
-        params=SimpleNamespace(counts={"buu_cases": 2}, seed=SEED, decoys=False),
+        params=SimpleNamespace(counts={"buu_cases": 2}, seed=SEED, decoys=False, film_size="compact"),
         output=[str(out)],
         log=[str(tmp_path / "synth.log")],
         config={"cache": {"dir": str(tmp_path / "store")}},

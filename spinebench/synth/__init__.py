@@ -60,23 +60,39 @@ COUNT_KEYS = {"rsna": "rsna_images", "vindr": "vindr_images", "buu": "buu_cases"
 WRITERS = {"rsna": rsna.write, "vindr": vindr.write, "buu": buu.write, "csxa": csxa.write}
 
 
+# Sources whose film size can be chosen (`film_size`): the radiograph archives. RSNA's MR slices and
+# CSXA's PNGs keep their sizes.
+FILM_SIZE_SOURCES = ("vindr", "buu")
+FILM_SIZES = ("compact", "realistic")
+
+
 def write_source(
-    source: str, out_dir: Path, counts: dict, seed: int, decoys: bool, workers: int | None = None
+    source: str,
+    out_dir: Path,
+    counts: dict,
+    seed: int,
+    decoys: bool,
+    workers: int | None = None,
+    film_size: str = "compact",
 ) -> None:
     """Write the synthetic archive of `source` into `out_dir` (replacing it atomically).
 
     `workers` > 1 renders images on that many forked processes; the output does not depend on it.
+    `film_size` (compact or realistic) sets the radiographs' pixel size (FILM_SIZE_SOURCES only).
     """
     if source not in WRITERS:
         raise ValueError(f"unknown source {source!r}; expected one of {sorted(WRITERS)}")
+    if film_size not in FILM_SIZES:
+        raise ValueError(f"film_size must be one of {FILM_SIZES}, got {film_size!r}")
     key = COUNT_KEYS[source]
     if key not in counts:
         raise ValueError(f"counts for {source} need key {key!r}, got {sorted(counts)}")
     count = counts[key]
     if isinstance(count, bool) or not isinstance(count, int) or count < 0:
         raise ValueError(f"counts[{key!r}] must be a non-negative integer, got {count!r}")
+    sized = {"film_size": film_size} if source in FILM_SIZE_SOURCES else {}
     with staged_directory(Path(out_dir)) as staging:
-        WRITERS[source](staging, counts, int(seed), bool(decoys), workers=workers)
+        WRITERS[source](staging, counts, int(seed), bool(decoys), workers=workers, **sized)
 
 
-__all__ = ["write_source", "COUNT_KEYS"]
+__all__ = ["write_source", "COUNT_KEYS", "FILM_SIZE_SOURCES", "FILM_SIZES"]

@@ -128,11 +128,13 @@ class XrayImage:
     sop_class: str
     photometric: str
     pixel_spacing: float
-    window_center: int
-    window_width: int
+    window_center: float
+    window_width: float
     patient_sex: str
-    patient_size: float
-    patient_weight: float
+    # Real VinDr files carry "0" for both, and PixelAspectRatio on one film only.
+    patient_size: float = 0.0
+    patient_weight: float = 0.0
+    pixel_aspect_ratio: bool = False
 
 
 def xray_bytes(pixels: np.ndarray, header: XrayImage, jpeg2000: bool) -> bytes:
@@ -155,9 +157,10 @@ def _xray_bytes(pixels: np.ndarray, header: XrayImage, jpeg2000: bool) -> bytes:
     dataset.StudyInstanceUID = header.study_id
     dataset.SeriesInstanceUID = header.series_id
     dataset.PixelSpacing = [_ds_number(header.pixel_spacing)] * 2
-    dataset.PixelAspectRatio = [1, 1]
-    dataset.WindowCenter = header.window_center
-    dataset.WindowWidth = header.window_width
+    if header.pixel_aspect_ratio:
+        dataset.PixelAspectRatio = [1, 1]
+    dataset.WindowCenter = _ds_number(header.window_center)
+    dataset.WindowWidth = _ds_number(header.window_width)
     dataset.RescaleIntercept = 0
     dataset.RescaleSlope = 1
     dataset.LossyImageCompression = "00"

@@ -1,11 +1,11 @@
 """Synthetic archives through the content-addressed store: a second clone copies them instead of drawing them.
 
-A synthetic archive is a pure function of its source, its count, the seed, the decoy switch and the
-generator's code, so it is stored once per such key: a *tree* entry (a JSON list of relative paths and file
-digests) and one *file* entry per file, keyed by the file's own digest (identical files are stored once).
-Restoring copies each file out of the store, verifying it on the way, into a staging folder that replaces
-the output only when every file is in place; a damaged entry makes the archive be generated again (and the
-store repaired).
+A synthetic archive is a pure function of its source, its count, the seed, the decoy switch, the film size
+(radiograph sources) and the generator's code, so it is stored once per such key: a *tree* entry (a JSON
+list of relative paths and file digests) and one *file* entry per file, keyed by the file's own digest
+(identical files are stored once). Restoring copies each file out of the store, verifying it on the way,
+into a staging folder that replaces the output only when every file is in place; a damaged entry makes the
+archive be generated again (and the store repaired).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 import spinebench.synth as synth_package
 from spinebench.codeversion import code_version
 from spinebench.store import Store, Tally, content_key, file_digest
-from spinebench.synth import COUNT_KEYS, write_source
+from spinebench.synth import COUNT_KEYS, FILM_SIZE_SOURCES, write_source
 from spinebench.synth.writers import staged_directory
 
 log = logging.getLogger(__name__)
@@ -36,8 +36,9 @@ def generator_version() -> str:
     return code_version(modules, SYNTH_LIBRARIES)
 
 
-def archive_key(source: str, counts: dict, seed: int, decoys: bool) -> str:
-    """Store key of one source's synthetic archive (only that source's count matters)."""
+def archive_key(source: str, counts: dict, seed: int, decoys: bool, film_size: str = "compact") -> str:
+    """Store key of one source's synthetic archive (only that source's count matters, and the film size
+    only for the sources it applies to)."""
     fields = {
         "source": source,
         "count": counts[COUNT_KEYS[source]],
@@ -45,6 +46,8 @@ def archive_key(source: str, counts: dict, seed: int, decoys: bool) -> str:
         "decoys": bool(decoys),
         "code": generator_version(),
     }
+    if source in FILM_SIZE_SOURCES:
+        fields["film_size"] = film_size
     return content_key(TREE_KIND, fields)
 
 
@@ -85,6 +88,7 @@ def write_source_stored(
     seed: int,
     decoys: bool,
     workers: int | None = None,
+    film_size: str = "compact",
 ) -> bool:
     """Write the synthetic archive of `source` into `out_dir`, from the store when it holds it.
 
@@ -92,13 +96,13 @@ def write_source_stored(
     `out_dir` exists.
     """
     out_dir = Path(out_dir)
-    key = archive_key(source, counts, seed, decoys)
+    key = archive_key(source, counts, seed, decoys, film_size)
     tree_tally, file_tally = Tally(), Tally()
     payload = store.get(TREE_KIND, key, tree_tally)
     tree = json.loads(payload) if payload is not None else None
     restored = tree is not None and _restore(store, tree, out_dir)
     if not restored:
-        write_source(source, out_dir, counts, seed=seed, decoys=decoys, workers=workers)
+        write_source(source, out_dir, counts, seed=seed, decoys=decoys, workers=workers, film_size=film_size)
         tree = _save(store, key, out_dir)
         tree_tally.keys.append(key)
     file_tally.keys.extend(_file_key(entry["sha256"]) for entry in tree)

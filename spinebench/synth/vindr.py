@@ -12,11 +12,19 @@ types (exercises `multi_lesion`), most lesion types have several boxes. Every bo
 lesion: a spur at a body corner, a narrowed disc, a slipped pair of bodies, a short (wedged) body, a
 small foramen, metal screws, a sclerotic blob.
 
-Films: lumbar (~70%) and cervical, AP and lateral; CR or DX SOP class; no Modality tag; BitsAllocated 16,
-BitsStored 12; WindowCenter/WindowWidth; about 70% JPEG 2000 lossless (1.2.840.10008.1.2.4.90), the rest
-uncompressed explicit little endian; about 8% MONOCHROME1 (stored inverted, bone dark in stored
-values). The first films of every archive have fixed recipes so that even a tiny archive holds each of
-these cases, and the second study is always in the test split.
+Films follow the real files (SOURCES.md 2.4 and what the real sample films show): lumbar (~70%) and
+cervical, AP and lateral; CR or DX SOP class; no Modality tag; BitsAllocated 16, BitsStored 12;
+JPEG 2000 lossless (1.2.840.10008.1.2.4.90) MONOCHROME2; WindowCenter/WindowWidth spanning the whole
+12-bit range (2047.5/4095, or a centre near 2100 and a width near 4000), so that DICOM windowing is a
+plain linear map; about a quarter of the films with wide black collimation borders (8-20% of the
+pixels, never over a box); PatientSize and PatientWeight "0"; PixelAspectRatio on the first (CR) film
+only. Two fixed films keep what the sample did not show but a real archive may hold, so that the
+decoder's other paths stay exercised: one MONOCHROME1 film stored uncompressed (explicit little endian)
+and, among the decoys, the truncated codestream.
+Film size (`film_size`): `compact` films are 272-384 pixels high (the demo and the tests);
+`realistic` films are 1,485-2,949 pixels high at about 0.14 mm, the real films' sizes, for benchmarks.
+The first films of every archive have fixed recipes so that even a tiny archive holds each of these
+cases, and the second study is always in the test split.
 
 Decoys (`decoys=True`, all in train.csv, each film in its own study, on top of the counted films):
 - unknown lesion type "Scoliosis" (the DICOM exists)            -> unknown label;
@@ -86,7 +94,7 @@ FIXED_FILMS = (
     ("lumbar", False, [], True, False, DX_IMAGE_STORAGE_FOR_PRESENTATION),
     ("cervical", True, [LISTHESIS, OTHER], False, True, DX_IMAGE_STORAGE_FOR_PRESENTATION),
     ("cervical", False, [], False, True, CR_IMAGE_STORAGE),
-    ("lumbar", True, [COLLAPSE, IMPLANT], False, False, CR_IMAGE_STORAGE),
+    ("lumbar", True, [COLLAPSE, IMPLANT], False, True, CR_IMAGE_STORAGE),
     ("lumbar", True, [FORAMINAL], False, True, DX_IMAGE_STORAGE_FOR_PRESENTATION),
     ("lumbar", False, [OSTEOPHYTES], False, True, CR_IMAGE_STORAGE),
 )
@@ -125,8 +133,7 @@ def _plan_film(seed: int, index: int, study_id: str, split: str, region: str, la
         findings = list(findings)
     else:
         findings = _random_findings(rng, lateral)
-        monochrome1 = bool(rng.random() < 0.08)
-        jpeg2000 = bool(rng.random() < 0.7)
+        monochrome1, jpeg2000 = False, True
         sop_class = CR_IMAGE_STORAGE if rng.random() < 0.5 else DX_IMAGE_STORAGE_FOR_PRESENTATION
     return FilmPlan(
         image_id=hex_id(seed, "vindr", "image-id", index),
@@ -178,7 +185,6 @@ def plan_decoys(seed: int) -> list[FilmPlan]:
         film.series_id = hex_id(seed, "vindr", "decoy-series", name)
         film.findings = findings
         film.decoy = name
-        film.jpeg2000 = name == "corrupt_dicom" or film.jpeg2000  # a cut-off JPEG 2000 codestream
         films.append(film)
     return films
 
@@ -199,12 +205,33 @@ class RenderedFilm:
     boxes: list[tuple[str, tuple[float, float, float, float]]]
 
 
-def render_film(seed: int, plan: FilmPlan) -> RenderedFilm:
+# Film heights in pixels per `film_size`, and the pixel spacing of realistic films (mm).
+FILM_HEIGHTS = {"compact": {"lumbar": (288, 385), "cervical": (272, 353)}, "realistic": (1485, 2950)}
+REALISTIC_SPACING = 0.139
+# The window of most real films, and the share of films with collimation borders.
+FULL_RANGE_WINDOW = (2047.5, 4095.0)
+COLLIMATED_SHARE = 0.25
+BITS_STORED = 12
+
+
+def film_shape(rng: np.random.Generator, region: str, film_size: str) -> tuple[int, int, float]:
+    """(height, width, pixel spacing in mm) of one film."""
+    if film_size == "realistic":
+        height = int(rng.integers(*FILM_HEIGHTS["realistic"]))
+        spacing = round(REALISTIC_SPACING * float(rng.uniform(0.98, 1.02)), 6)
+    elif film_size == "compact":
+        height = int(rng.integers(*FILM_HEIGHTS["compact"][region]))
+        spacing = round((260.0 if region == "cervical" else 420.0) / height, 6)
+    else:
+        raise ValueError(f"film_size must be compact or realistic, got {film_size!r}")
+    return height, int(height * rng.uniform(0.75, 0.95)), spacing
+
+
+def render_film(seed: int, plan: FilmPlan, film_size: str = "compact") -> RenderedFilm:
     """Draw the film, place each finding on it, and encode the DICOM."""
     rng = item_rng(seed, "vindr", "pixels", plan.image_id)
     cervical = plan.region == "cervical"
-    height = int(rng.integers(288, 385)) if not cervical else int(rng.integers(272, 353))
-    width = int(height * rng.uniform(0.75, 0.95))
+    height, width, spacing = film_shape(rng, plan.region, film_size)
     if cervical:
         curvature = str(rng.choice(["lordotic", "lordotic", "straight", "kyphotic"]))
         spec = phantoms.cervical_spec(rng, 1.0, (0.0, 0.0), curvature, lateral=plan.lateral)
@@ -224,27 +251,86 @@ def render_film(seed: int, plan: FilmPlan) -> RenderedFilm:
             boxes.append((lesion_type, _clip_box(box, width, height)))
 
     canvas = phantoms.render_radiograph(height, width, column, plan.lateral, lesions, rng)
+    # Blur and noise in compact-film pixels: a realistic film is the same anatomy at a finer sampling.
+    detail = height / 330.0 if film_size == "realistic" else 1.0
     image = phantoms.finish_image(
-        canvas, rng, blur=float(rng.uniform(0.7, 1.3)), noise=float(rng.uniform(0.008, 0.02))
+        canvas, rng, blur=float(rng.uniform(0.7, 1.3)) * detail, noise=float(rng.uniform(0.008, 0.02))
     )
-    peak = float(rng.uniform(2600, 4095))
-    values = np.rint(image * peak).astype(np.uint16)
-    stored = (np.uint16(int(peak)) - np.minimum(values, np.uint16(int(peak)))) if plan.monochrome1 else values
-    low, high = np.percentile(stored, [1, 99])
+    presented = _presentation(image, rng)
+    if rng.random() < COLLIMATED_SHARE:
+        _collimate(presented, rng, keep=_extent(column, [box for _, box in boxes]))
+    values = phantoms.to_uint(presented, BITS_STORED)
+    stored = np.uint16((1 << BITS_STORED) - 1) - values if plan.monochrome1 else values
+    center, window_width = (
+        FULL_RANGE_WINDOW
+        if rng.random() < 0.6
+        else (float(rng.integers(2000, 2151)), float(rng.integers(3900, 4096)))
+    )
     header = XrayImage(
         image_id=plan.image_id,
         study_id=plan.study_id,
         series_id=plan.series_id,
         sop_class=plan.sop_class,
         photometric="MONOCHROME1" if plan.monochrome1 else "MONOCHROME2",
-        pixel_spacing=round((260.0 if cervical else 420.0) / height, 6),
-        window_center=int(round((low + high) / 2)),
-        window_width=max(int(round(high - low)), 1),
+        pixel_spacing=spacing,
+        window_center=center,
+        window_width=window_width,
         patient_sex=str(rng.choice(["M", "F"])),
-        patient_size=round(float(rng.uniform(1.5, 1.85)), 2),
-        patient_weight=float(int(rng.uniform(45, 90))),
+        pixel_aspect_ratio=plan.image_id == hex_id(seed, "vindr", "image-id", 0),
     )
     return RenderedFilm(plan, xray_bytes(stored, header, plan.jpeg2000), boxes)
+
+
+def _presentation(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The film as a for-presentation radiograph, in fractions of the stored range.
+
+    Real VinDr films are processed for presentation (equalized, as DX and CR consoles do) and use most of
+    their 12 bits without reaching the top: their RMS contrast is 0.22-0.27 under their full-range window
+    and 0.28-0.31 once stretched between their 0.5th and 99.5th percentiles. A blend of the attenuation
+    map's histogram equalization (weight 0.6-0.9) and its linear 1st-99th percentile stretch, mapped onto
+    78-88% of the range above a small offset, gives the synthetic films the same two figures.
+    """
+    quantiles = np.percentile(image, np.linspace(0.0, 100.0, 257))
+    equalized = np.interp(image, quantiles, np.linspace(0.0, 1.0, 257))
+    low, high = quantiles[[2, 254]]  # about the 1st and 99th percentiles
+    linear = np.clip((image - low) / max(float(high - low), 1e-6), 0.0, 1.0)
+    weight = float(rng.uniform(0.6, 0.9))
+    span, base = float(rng.uniform(0.78, 0.88)), float(rng.uniform(0.01, 0.05))
+    return np.clip(base + span * (weight * equalized + (1.0 - weight) * linear), 0.0, 1.0).astype(np.float32)
+
+
+def _extent(column: phantoms.Column, boxes: list[tuple[float, float, float, float]]) -> tuple[float, ...]:
+    """(xmin, ymin, xmax, ymax) around the column and every box: what a collimator must leave visible."""
+    corners = column.all_corners()
+    xmin, ymin = corners.min(axis=0)
+    xmax, ymax = corners.max(axis=0)
+    for box in boxes:
+        xmin, ymin = min(xmin, box[0]), min(ymin, box[1])
+        xmax, ymax = max(xmax, box[2]), max(ymax, box[3])
+    return float(xmin), float(ymin), float(xmax), float(ymax)
+
+
+def _collimate(image: np.ndarray, rng: np.random.Generator, keep: tuple[float, ...]) -> None:
+    """Black out bands along the film's edges (a collimated exposure), in place, sparing `keep`.
+
+    Each side's band is drawn up to 12% of the film's width or height and cut back to stay clear of
+    `keep`, so that together they cover about 8-20% of the pixels, as on the real films.
+    """
+    height, width = image.shape
+    xmin, ymin, xmax, ymax = keep
+    left = min(int(width * rng.uniform(0.03, 0.12)), max(int(xmin) - 2, 0))
+    right = min(int(width * rng.uniform(0.03, 0.12)), max(width - int(xmax) - 3, 0))
+    top = min(int(height * rng.uniform(0.0, 0.06)), max(int(ymin) - 2, 0))
+    bottom = min(int(height * rng.uniform(0.0, 0.06)), max(height - int(ymax) - 3, 0))
+    level = float(rng.uniform(0.0, 0.015))
+    for band in (
+        np.s_[:, :left],
+        np.s_[:, width - right :],
+        np.s_[:top, :],
+        np.s_[height - bottom :, :],
+    ):
+        region = image[band]
+        region[...] = level + np.abs(rng.normal(0.0, 0.004, size=region.shape)).astype(image.dtype)
 
 
 def _place_finding(
@@ -331,7 +417,14 @@ def annotation_rows(film: RenderedFilm) -> list[tuple]:
     return [(*ids, lesion_type, *(format_coordinate(v, 6) for v in box)) for lesion_type, box in film.boxes]
 
 
-def write(out_dir: Path, counts: dict, seed: int, decoys: bool, workers: int | None = None) -> None:
+def write(
+    out_dir: Path,
+    counts: dict,
+    seed: int,
+    decoys: bool,
+    workers: int | None = None,
+    film_size: str = "compact",
+) -> None:
     """Write the VinDr folder into `out_dir` (see the module docstring)."""
     root = Path(out_dir) / FOLDER
     for sub in ("annotations", "train_images", "test_images"):
@@ -340,7 +433,7 @@ def write(out_dir: Path, counts: dict, seed: int, decoys: bool, workers: int | N
     if decoys:
         films += plan_decoys(seed)
     rows: dict[str, list[tuple]] = {"train": [], "test": []}
-    for film in ordered_map(functools.partial(render_film, seed), films, workers):
+    for film in ordered_map(functools.partial(render_film, seed, film_size=film_size), films, workers):
         plan = film.plan
         rows[plan.split] += annotation_rows(film)
         if plan.decoy == "missing_dicom":

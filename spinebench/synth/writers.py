@@ -129,12 +129,15 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def jpeg_bytes(pixels: np.ndarray, quality: int = 92) -> bytes:
-    """A baseline greyscale JPEG of uint8 pixels."""
+def jpeg_bytes(pixels: np.ndarray, quality: int = 92, rgb: bool = False) -> bytes:
+    """A baseline JPEG of uint8 grey pixels: greyscale, or RGB with three identical channels (`rgb`)."""
     if pixels.dtype != np.uint8:
         raise TypeError(f"JPEG pixels must be uint8, not {pixels.dtype}")
     buffer = io.BytesIO()
-    Image.fromarray(pixels, mode="L").save(buffer, format="JPEG", quality=quality, optimize=False)
+    image = Image.fromarray(pixels, mode="L")
+    if rgb:
+        image = image.convert("RGB")
+    image.save(buffer, format="JPEG", quality=quality, optimize=False)
     return buffer.getvalue()
 
 

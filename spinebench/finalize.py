@@ -17,9 +17,15 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from spinebench.backends.base import Backend, Item, ItemResult
+from spinebench.backends.base import Backend, Item, ItemResult, RunStopped
 from spinebench.extract import extract_answer, judge_prompt, parse_judge_reply
-from spinebench.journal import PredictionError, RecordWriter, current_records, read_records
+from spinebench.journal import (
+    PredictionError,
+    RecordWriter,
+    current_records,
+    read_records,
+    redact_records,
+)
 from spinebench.predict import PlannedItem, _digest, plan_items
 from spinebench.vocab import LETTERS
 
@@ -67,11 +73,14 @@ def judge_answers(
     """question_id -> letters from the judge (None when it could not tell) for (item, response) pairs.
 
     Judge replies are cached by (judge fingerprint, judge prompt): rerunning, or another question with the
-    same response and options, costs no request. Judge failures are cached as errors and retried next time.
+    same response and options, costs no request. Judge failures are cached as errors and retried next time;
+    so is a judge run the judge backend stopped early (RunStopped), which leaves one warning and the
+    responses it did not read unjudged. Cached replies pass through the judge backend's `redact`.
     """
     prompts = {entry.question_id: judge_prompt(response, task, entry.options) for entry, response in entries}
     keys = {question_id: _digest(judge.fingerprint, prompt) for question_id, prompt in prompts.items()}
-    cached = current_records(read_records(judge.cache_path), {key: key for key in keys.values()})
+    records = redact_records(judge.cache_path, read_records(judge.cache_path), judge.backend.redact)
+    cached = current_records(records, {key: key for key in keys.values()})
     missing: dict[str, Item] = {}
     for entry, _ in entries:
         key = keys[entry.question_id]
@@ -85,8 +94,8 @@ def judge_answers(
                 record = {
                     "question_id": result.question_id,  # the cache key: one judge request per distinct prompt
                     "fingerprint": result.question_id,
-                    "response": result.response,
-                    "error": result.error,
+                    "response": None if result.response is None else judge.backend.redact(result.response),
+                    "error": None if result.error is None else judge.backend.redact(result.error),
                     "latency_s": round(float(result.latency_s), 6),
                     "attempts": int(result.attempts),
                 }
@@ -94,7 +103,16 @@ def judge_answers(
                 if result.ok or result.question_id not in cached:
                     cached[result.question_id] = record
 
-            judge.backend.run(list(missing.values()), remember)
+            try:
+                judge.backend.run(list(missing.values()), remember)
+            except RunStopped as stop:
+                # Judging is best effort (an unread response stays unanswered, as when the judge fails on
+                # it); the warning says why, and the next finalize asks the judge again.
+                log.warning(
+                    "judge %s: stopped early: %s; the responses it did not read stay unjudged",
+                    judge.backend.model_name,
+                    stop.cause,
+                )
     return {
         question_id: parse_judge_reply(cached[key]["response"], task) if key in cached else None
         for question_id, key in keys.items()

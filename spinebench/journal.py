@@ -4,7 +4,8 @@
 fingerprint, response, error, latency_s, attempts), written and flushed as soon as the item finishes and
 fsynced every few records, so a killed run loses at most the items in flight. Reading it back truncates a torn
 last line (the kill hit a write) and rejects anything else malformed with the file and line. Which record
-counts for an item is decided here (`current_records`), and so is what a rewrite may drop (`compact`).
+counts for an item is decided here (`current_records`), and so is what a rewrite may drop (`compact`) and
+what secrets a rewrite strips (`redact_records`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,24 @@ def compact(path: Path, records: Sequence[dict], fingerprints: Mapping[str, str]
     if len(keep) < len(records):
         log.info("%s: compacting %d superseded or stale records away", path, len(records) - len(keep))
         _write_lines_atomically(path, keep)
+
+
+def redact_records(path: Path, records: Sequence[dict], redact: Callable[[str], str]) -> list[dict]:
+    """The records with `redact` applied to their response and error texts. When that changes any, the
+    file is rewritten with them (atomically): a key written by an older version, or echoed before it was
+    redacted, must not outlive the fix in the working file or in the tables finalized from it."""
+    clean = [
+        {
+            **record,
+            **{key: redact(record[key]) for key in ("response", "error") if isinstance(record[key], str)},
+        }
+        for record in records
+    ]
+    changed = sum(fixed != record for fixed, record in zip(clean, records, strict=True))
+    if changed:
+        log.warning("%s: removed secrets from %d records", path, changed)
+        _write_lines_atomically(path, clean)
+    return clean
 
 
 def _record_line(record: Mapping) -> str:

@@ -7,7 +7,12 @@ most the items that were in flight. On start the file is read back: a torn last 
 is truncated away, records whose fingerprint is not the item's current one are ignored (their successful
 answers are kept, so a setting flipped back finds them again), and only items without a successful current
 record are run. Items that failed after all retries are recorded with their
-error and retried by the next run.
+error and retried by the next run. A backend that gives up on a run (`RunStopped`: every request failing,
+see the openai backend's failure budget) ends it with one summary; what finished stays in the file.
+
+Every response and error text is passed through the backend's `redact` when it is written, and the records
+read back are too (the file is rewritten if that removed anything), so an API key never stays in the
+working file or the tables finalized from it.
 
 Fingerprints are per item: blake2b of the model fingerprint (backend + the settings that determine answers,
 see `Backend.fingerprint_data`), the question id, the image id and the rendered prompt. The rendered prompt
@@ -33,8 +38,15 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from spinebench.backends.base import Backend, Item, ItemResult
-from spinebench.journal import PredictionError, RecordWriter, compact, current_records, read_records
+from spinebench.backends.base import Backend, Item, ItemResult, RunStopped
+from spinebench.journal import (
+    PredictionError,
+    RecordWriter,
+    compact,
+    current_records,
+    read_records,
+    redact_records,
+)
 from spinebench.prompts import question_options, render_prompt
 from spinebench.vocab import TASKS
 
@@ -218,6 +230,19 @@ class RunSummary:
     failed: int
 
 
+def stopped_summary(
+    where: str, stop: RunStopped, summary: RunSummary, not_tried: int, jsonl_path: Path
+) -> str:
+    """The one line ending a run the backend gave up on: the cause, then what finished, failed and was not
+    tried, and that a rerun asks only the unfinished items."""
+    kept = summary.reused + summary.succeeded
+    return (
+        f"{where}: stopped early: {stop.cause}. Of {summary.attempted} items to run, {summary.succeeded} "
+        f"finished, {summary.failed} failed and {not_tried} were not tried; the {kept} answered items are "
+        f"kept in {jsonl_path} and a rerun asks only the other {summary.failed + not_tried}"
+    )
+
+
 def run_predictions(
     questions: pd.DataFrame,
     images: ShardImages | None,
@@ -236,10 +261,11 @@ def run_predictions(
 
     `fingerprint` is the model fingerprint (`model_fingerprint(backend)`). Raises PredictionError when no
     question has a successful prediction after the run (a dead server or a wrong model name should fail the
-    job, not produce a table of errors), and when more than `max_failed` items (None: no limit) still
-    failed after all retries: the job then fails, its finished items stay in the JSONL, and the next run
-    retries only the failed ones. Items that fail for good (say, refused by a content filter) are accepted
-    by raising `max_failed` (params `evaluate.max_failed_items`).
+    job, not produce a table of errors), when the backend stopped the run early (RunStopped: one summary
+    naming the cause), and when more than `max_failed` items (None: no limit) still failed after all
+    retries. The job then fails, its finished items stay in the JSONL, and the next run retries only the
+    others. Items that fail for good (say, refused by a content filter) are accepted by raising
+    `max_failed` (params `evaluate.max_failed_items`).
     """
     jsonl_path = Path(jsonl_path)
     if backend.needs_images and images is None:
@@ -259,7 +285,7 @@ def run_predictions(
         # predictions table is then empty and the task's metrics undefined.
         log.warning("%s/%s: no question to predict", backend.model_name, task)
     fingerprints = {entry.question_id: entry.fingerprint for entry in planned}
-    records = read_records(jsonl_path)
+    records = redact_records(jsonl_path, read_records(jsonl_path), backend.redact)
     compact(jsonl_path, records, fingerprints)
     done = {qid for qid, record in current_records(records, fingerprints).items() if record["error"] is None}
     pending = [entry for entry in planned if entry.question_id not in done]
@@ -274,6 +300,7 @@ def run_predictions(
     outcome = {"succeeded": 0, "failed": 0}
     first_error: list[str] = []
     expected = {entry.question_id for entry in pending}
+    stopped: RunStopped | None = None
 
     with RecordWriter(jsonl_path, fsync_every) as writer:
 
@@ -283,27 +310,36 @@ def run_predictions(
                     f"backend returned item {result.question_id}, which was not pending or came twice"
                 )
             expected.discard(result.question_id)
+            error = None if result.error is None else backend.redact(result.error)
             writer.append(
                 {
                     "question_id": result.question_id,
                     "fingerprint": fingerprints[result.question_id],
-                    "response": result.response,
-                    "error": result.error,
+                    "response": None if result.response is None else backend.redact(result.response),
+                    "error": error,
                     "latency_s": round(float(result.latency_s), 6),
                     "attempts": int(result.attempts),
                 }
             )
             outcome["succeeded" if result.ok else "failed"] += 1
             if not result.ok and not first_error:
-                first_error.append(f"{result.question_id}: {result.error}")
+                first_error.append(f"{result.question_id}: {error}")
 
         if pending:
-            backend.run(_items(pending, task, images if backend.needs_images else None), record_result)
+            try:
+                backend.run(_items(pending, task, images if backend.needs_images else None), record_result)
+            except RunStopped as stop:
+                # Raised below, outside this handler: the writer closes (and syncs) first, and no chained
+                # traceback repeats the cause in the log.
+                stopped = stop
+    summary = RunSummary(len(planned), len(done), len(pending), outcome["succeeded"], outcome["failed"])
+    if stopped is not None:
+        where = f"{backend.model_name}/{task}"
+        raise PredictionError(stopped_summary(where, stopped, summary, len(expected), jsonl_path))
     if expected:
         raise PredictionError(
             f"backend finished without answering {len(expected)} items, e.g. {min(expected)}"
         )
-    summary = RunSummary(len(planned), len(done), len(pending), outcome["succeeded"], outcome["failed"])
     log.info("%s/%s: %s", backend.model_name, task, summary)
     if summary.failed:
         log.warning(

@@ -11,6 +11,8 @@ queue of faults consumed one per request:
     malformed()                            200 with a body that is not JSON
     no_choices()                           200 with JSON that has no `choices`
     drop()                                 headers and half a body, then the socket is closed
+    echo(code, text, key_at, keep)         the request's Authorization header quoted back, in an answer
+                                           (code 200) or an error body (see `echo`)
 
 Every request is recorded (marker, Authorization header, whether a PNG data URL was present, timing) and
 the server tracks the largest number of requests it was serving at once. Run as a script it serves until
@@ -43,6 +45,9 @@ class Fault:
     status: int = 200
     retry_after: str | None = None
     delay_s: float = 0.0
+    text: str = ""
+    key_at: int | None = None
+    keep: int | None = None
 
 
 def ok() -> Fault:
@@ -67,6 +72,32 @@ def no_choices() -> Fault:
 
 def drop() -> Fault:
     return Fault("drop")
+
+
+def echo(
+    code: int = 200,
+    text: str = "You sent {auth}\nMy final option: [A]",
+    *,
+    key_at: int | None = None,
+    keep: int | None = None,
+) -> Fault:
+    """Quote the request's Authorization header back, as a misconfigured proxy or a hostile server may.
+
+    `text` is the answer (code 200) or the error message (any other code, in `{"error": {"message": ...}}`):
+    `{auth}` stands for the whole header value (`Bearer <key>`), `{key}` for the key alone, cut to its
+    first `keep` characters when `keep` is given (a server that truncates what it quotes). `key_at` pads the
+    text so that the first quoted key begins at that character of the response body (an error) or of the
+    answer (code 200): placed around a client's cut, it leaves a part of the key at the cut.
+    """
+    return Fault("echo", status=code, text=text, key_at=key_at, keep=keep)
+
+
+def unused_base_url() -> str:
+    """A base URL on loopback where nothing listens (connection refused): a server that is down."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/v1"
 
 
 @dataclass
@@ -120,6 +151,12 @@ def _prompt_text(body: dict) -> str:
             if part.get("type") == "text":
                 texts.append(part.get("text", ""))
     return "\n".join(texts)
+
+
+def _completion(content: str) -> str:
+    """A chat-completions response body answering `content`."""
+    choice = {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+    return json.dumps({"id": "chatcmpl-test", "object": "chat.completion", "choices": [choice]})
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -185,6 +222,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(
                 fault.status, json.dumps({"error": {"message": f"injected {fault.status}"}}).encode(), headers
             )
+        elif fault.kind == "echo":
+            self._echo(fault)
         elif fault.kind == "malformed":
             self._send(200, b'{"choices": [{"message": {"content": "My final opt')
         elif fault.kind == "no_choices":
@@ -199,18 +238,28 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.shutdown(socket.SHUT_RDWR)
             self.close_connection = True
         else:
-            completion = {
-                "id": "chatcmpl-test",
-                "object": "chat.completion",
-                "choices": [
-                    {
-                        "index": 0,
-                        "message": {"role": "assistant", "content": state.reply(marker, body)},
-                        "finish_reason": "stop",
-                    }
-                ],
-            }
-            self._send(200, json.dumps(completion).encode())
+            self._send(200, _completion(state.reply(marker, body)).encode())
+
+    def _echo(self, fault: Fault) -> None:
+        header = self.headers.get("Authorization") or ""
+        key = header.split(" ", 1)[-1][: fault.keep]
+        text = fault.text.replace("{auth}", header).replace("{key}", key)
+        error = fault.status != 200
+
+        def wrap(answer_or_message: str) -> str:
+            return (
+                json.dumps({"error": {"message": answer_or_message}})
+                if error
+                else _completion(answer_or_message)
+            )
+
+        padding = ""
+        if fault.key_at is not None and key:
+            # Where the key lands unpadded: in the body for an error, in the answer (what a client stores)
+            # for a reply.
+            unpadded = wrap(text) if error else text
+            padding = "x" * max(0, fault.key_at - unpadded.find(key))
+        self._send(fault.status, wrap(padding + text).encode())
 
     def _send(self, code: int, payload: bytes, headers: dict | None = None) -> None:
         self.send_response(code)
@@ -261,6 +310,12 @@ class FaultServer:
         """Faults for the next requests whatever their item (taken before any per-item plan)."""
         with self.state.lock:
             self.state.every_request.extend(faults)
+
+    def clear_plans(self) -> None:
+        """Drop every fault not yet served: the next requests are answered normally."""
+        with self.state.lock:
+            self.state.every_request.clear()
+            self.state.per_item.clear()
 
     def requests(self, marker: str | None = None) -> list[RequestRecord]:
         with self.state.lock:

@@ -14,12 +14,13 @@ from PIL import Image
 
 from spinebench.backends import BackendError, Item, make_backend
 from spinebench.backends.openai_compat import (
+    ERROR_BODY_CHARS,
     RetryableError,
     backoff_delay,
     parse_completion,
     parse_retry_after,
-    redact,
 )
+from spinebench.backends.redaction import redact
 from tests import fault_server
 from tests.fault_server import FaultServer
 
@@ -93,6 +94,28 @@ def test_request_carries_png_data_url_and_env_key_which_never_leaks(server, capl
         assert record.model == "test-vlm"
     assert API_KEY not in caplog.text
     assert all(API_KEY not in repr(result) for result in results.values())
+
+
+def test_echoed_keys_are_redacted_in_results_and_logs_before_any_cut(server, caplog):
+    """The backend itself lets no part of the key out: not in answers, errors (whose bodies are cut at
+    ERROR_BODY_CHARS, here right inside the echoed key), retry warnings nor failure lines."""
+    caplog.set_level(logging.DEBUG)
+    inside_cut = ERROR_BODY_CHARS - 12  # the key starts 12 characters before the cut
+    server.plan("q1", fault_server.echo(200, "You sent {auth}. My final option: [A]"))
+    server.plan("q2", fault_server.echo(404, "unknown key {key}", key_at=inside_cut))
+    server.plan(
+        "q3", fault_server.echo(500, "echo {key}", key_at=inside_cut), fault_server.echo(200, "{key}")
+    )
+    # Only 5 characters of the key inside the cut: too few to be recognised as a part of it once cut off.
+    server.plan("q4", fault_server.echo(400, "raw {key}", key_at=ERROR_BODY_CHARS - 5))
+    results = run(backend(server, max_retries=1), items("q1", "q2", "q3", "q4"))
+    assert results["q1"].response == "You sent Bearer [REDACTED]. My final option: [A]"
+    assert results["q2"].error.startswith("HTTP 404") and results["q3"].response == "[REDACTED]"
+    assert "raw [REDA" in results["q4"].error and API_KEY[:5] not in results["q4"].error
+    assert "attempt 1 failed (HTTP 500" in caplog.text and "item q2 failed: HTTP 404" in caplog.text
+    texts = [caplog.text, *(r.response or r.error for r in results.values())]
+    parts = [API_KEY[start : start + 8] for start in range(len(API_KEY) - 7)]  # every 8 characters of it
+    assert not [(part, text) for part in parts for text in texts if part in text]
 
 
 def test_concurrency_is_bounded_and_used():

@@ -427,20 +427,19 @@ class _Namespace(list):
         self.__dict__.update(named)
 
 
-def test_predict_script_runs_every_baseline_end_to_end(tmp_path):
-    import runpy
-    import types
-
+def script_inputs(tmp_path: Path, paths: dict) -> _Namespace:
+    """The inputs of scripts/predict.py for a `make_benchmark` benchmark: the catalog gains diseases and
+    levels, and a library, embeddings and a subset (dx-rsna-img001, dx-rsna-img006) are written."""
     import numpy as np
 
-    paths = make_benchmark(tmp_path, 8)
     catalog = read_table(paths["catalog"])
-    catalog["disease"] = ["Osteophytes", "Healthy"] * 4
-    catalog["levels"] = [["L4/L5"], []] * 4
+    count = len(catalog)
+    catalog["disease"] = ["Osteophytes", "Healthy"] * (count // 2) + ["Healthy"] * (count % 2)
+    catalog["levels"] = [["L4/L5"], []] * (count // 2) + [[]] * (count % 2)
     write_table(catalog, paths["catalog"])
     library = catalog[["disease", "image_id"]].iloc[:6]
     write_table(library, tmp_path / "library.parquet")
-    vectors = np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32)
+    vectors = np.random.default_rng(0).normal(size=(count, 4)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     embedding = pd.DataFrame({"image_id": catalog["image_id"], "embedding": list(vectors)})
     write_table(embedding, tmp_path / "embeddings" / "000.parquet")
@@ -448,39 +447,71 @@ def test_predict_script_runs_every_baseline_end_to_end(tmp_path):
         {"question_id": ["dx-rsna-img001", "dx-rsna-img006"], "task": "diagnosis", "rank": [0, 1]}
     )
     write_table(subset, tmp_path / "subset.parquet")
+    return _Namespace(
+        questions=paths["questions"],
+        subset=str(tmp_path / "subset.parquet"),
+        catalog=paths["catalog"],
+        library=str(tmp_path / "library.parquet"),
+        images=paths["shards"],
+        embeddings=[str(tmp_path / "embeddings" / "000.parquet")],
+        template=str(REPO / "templates" / "prompts" / "diagnosis.j2"),
+        definitions=str(REPO / "resources" / "disease_definitions.yaml"),
+    )
 
+
+def run_predict_script(
+    tmp_path: Path,
+    inputs: _Namespace,
+    model: str,
+    settings: dict,
+    *,
+    split: str = "subset",
+    judge: dict | None = None,
+    max_failed_items: int = 0,
+) -> Path:
+    """Run scripts/predict.py as Snakemake would for `model` on the diagnosis task; returns its output."""
+    import logging
+    import runpy
+    import types
+
+    output = tmp_path / "predictions" / model / "diagnosis.parquet"
+    log_path = tmp_path / "logs" / f"{model}.log"
+    log_path.parent.mkdir(exist_ok=True)
+    snakemake = types.SimpleNamespace(
+        input=inputs,
+        output=_Namespace([str(output)]),
+        log=_Namespace([str(log_path)]),
+        params=types.SimpleNamespace(
+            model=settings,
+            judge=judge,
+            judge_name=None if judge is None else "judge-model",
+            split=split,
+            definitions=False,
+            seed=11,
+            max_failed_items=max_failed_items,
+        ),
+        wildcards=types.SimpleNamespace(model=model, task="diagnosis"),
+    )
+    try:
+        runpy.run_path(str(REPO / "scripts" / "predict.py"), init_globals={"snakemake": snakemake})
+    finally:
+        # The script points the root logger at the job log; leave no open file handler to later tests.
+        for handler in list(logging.getLogger().handlers):
+            if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename) == log_path:
+                logging.getLogger().removeHandler(handler)
+                handler.close()
+    return output
+
+
+def test_predict_script_runs_every_baseline_end_to_end(tmp_path):
+    paths = make_benchmark(tmp_path, 8)
+    inputs = script_inputs(tmp_path, paths)
     for model, settings in {
         "random": {"backend": "random"},
         "always-healthy": {"backend": "always_healthy"},
         "nearest-neighbour": {"backend": "nearest_neighbour", "k": 3},
     }.items():
-        output = tmp_path / "predictions" / model / "diagnosis.parquet"
-        snakemake = types.SimpleNamespace(
-            input=_Namespace(
-                questions=paths["questions"],
-                subset=str(tmp_path / "subset.parquet"),
-                catalog=paths["catalog"],
-                library=str(tmp_path / "library.parquet"),
-                images=paths["shards"],
-                embeddings=[str(tmp_path / "embeddings" / "000.parquet")],
-                template=str(REPO / "templates" / "prompts" / "diagnosis.j2"),
-                definitions=str(REPO / "resources" / "disease_definitions.yaml"),
-            ),
-            output=_Namespace([str(output)]),
-            log=_Namespace([str(tmp_path / "logs" / f"{model}.log")]),
-            params=types.SimpleNamespace(
-                model=settings,
-                judge=None,
-                judge_name=None,
-                split="subset",
-                definitions=False,
-                seed=11,
-                max_failed_items=0,
-            ),
-            wildcards=types.SimpleNamespace(model=model, task="diagnosis"),
-        )
-        (tmp_path / "logs").mkdir(exist_ok=True)
-        runpy.run_path(str(REPO / "scripts" / "predict.py"), init_globals={"snakemake": snakemake})
+        output = run_predict_script(tmp_path, inputs, model, settings)
         frame = read_table(output)
         assert list(frame["question_id"]) == ["dx-rsna-img001", "dx-rsna-img006"], model
         assert frame["answer"].notna().all() and set(frame["extraction"]) == {"final_phrase"}, model

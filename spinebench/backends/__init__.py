@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Mapping
 
-from spinebench.backends.base import Backend, BackendContext, BackendError, Item, ItemResult
+from spinebench.backends.base import Backend, BackendContext, BackendError, Item, ItemResult, RunStopped
 
 # backend name -> (module, class, whether the constructor takes the context)
 REGISTRY: dict[str, tuple[str, str, bool]] = {
@@ -37,4 +37,13 @@ def make_backend(name: str, settings: Mapping, context: BackendContext | None = 
     return backend_class(name, settings)
 
 
-__all__ = ["Backend", "BackendContext", "BackendError", "Item", "ItemResult", "REGISTRY", "make_backend"]
+__all__ = [
+    "Backend",
+    "BackendContext",
+    "BackendError",
+    "Item",
+    "ItemResult",
+    "REGISTRY",
+    "RunStopped",
+    "make_backend",
+]

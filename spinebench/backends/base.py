@@ -23,6 +23,21 @@ class BackendError(ValueError):
     """A model configuration or an input that a backend cannot work with."""
 
 
+class RunStopped(RuntimeError):
+    """A backend gave up on a run because its requests kept failing (a wrong key, an unknown model, a server
+    that is down): going on would only spend requests. Every item finished before the stop, failed ones
+    included, was reported; the others were not tried (or were cut off in flight) and are not reported.
+
+    `cause` says why in one line (the failure, its HTTP status and the last error); `status` is that HTTP
+    status, None for a failure without one (connection refused, timeouts).
+    """
+
+    def __init__(self, cause: str, status: int | None = None) -> None:
+        super().__init__(cause)
+        self.cause = cause
+        self.status = status
+
+
 @dataclass(frozen=True)
 class Item:
     """One question as a backend sees it."""
@@ -97,6 +112,14 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def run(self, items: Iterable[Item], on_result: ResultSink) -> None:
         """Answer every item, calling `on_result` once per item as soon as it is finished."""
+
+    def redact(self, text: str) -> str:
+        """`text` without this backend's secrets (an API key); the default holds none.
+
+        The runner applies it to the records it reads back, so that a key written by an older version (or
+        echoed where it was not yet redacted) leaves the working files at the next run.
+        """
+        return text
 
     def close(self) -> None:  # noqa: B027 - an optional hook, deliberately not abstract
         """Release resources (connections, GPU memory); the default holds none."""

@@ -9,6 +9,13 @@ Archives are not trusted: every member path is validated (no `..`, absolute path
 backslashes) and every read is capped at `MAX_MEMBER_BYTES`, checked against the zip header *and* the
 bytes actually decompressed (a header can lie). Zip members are streamed; nothing is extracted to disk.
 Opening is cheap (the zip central directory, or one directory walk), so every job opens its own archive.
+
+Symbolic links: the configured path may itself be a link (or sit below one); its real path is the dataset
+folder. Inside it, a link is followed when its target resolves inside that real folder, and refused with an
+ArchiveError naming the link and its target when it leaves it (or is broken, or loops): a dataset, often
+extracted from someone else's archive, must not make the build read and publish files from elsewhere on
+the machine. A dataset whose images live on another disk is configured by pointing `path` at a folder that
+really holds the whole dataset (or a link to it), or by bind-mounting the images in place.
 """
 
 from __future__ import annotations
@@ -84,6 +91,94 @@ def _check_size(archive: str, member: str, size: int) -> None:
         )
 
 
+@dataclass(frozen=True)
+class FolderFile:
+    """A regular file found by walk_folder."""
+
+    name: str  # POSIX path relative to the walked folder, through links as the dataset lays it out
+    path: str  # its real path (every symbolic link resolved): what is read; a str, as sets have 150,000
+    size: int
+    mtime_ns: int
+
+
+# How to configure a dataset whose files sit behind a link that leaves it (ends every refusal message).
+_LINK_ADVICE = (
+    "links are followed only inside the dataset folder. Set the source's `path` to a folder that really "
+    "holds the whole dataset (that folder may itself be a symbolic link, e.g. to the bigger disk), or "
+    "bind-mount or copy the target into place"
+)
+
+
+def real_path(path: str | os.PathLike) -> Path:
+    """`path` with every symbolic link resolved (absolute); the boundary walk_folder and open_source use."""
+    return Path(os.path.realpath(path))
+
+
+def follow_inside(boundary: Path, path: Path, shown: str, label: str) -> Path:
+    """The real path of `path`, refusing a link that leaves `boundary`, is broken or cannot be resolved.
+
+    `boundary` is a real path; `shown` names `path` in the message (a member-like relative name). A path that
+    is not a link but sits in a folder already inside the boundary passes unchanged (resolved).
+    """
+    target = real_path(path)
+    if not target.is_relative_to(boundary):
+        raise ArchiveError(
+            f"{label}: {shown} is a symbolic link to {target}, outside the dataset folder {boundary}; "
+            + _LINK_ADVICE
+        )
+    if not target.exists():
+        written = os.readlink(path) if path.is_symlink() else target
+        raise ArchiveError(
+            f"{label}: {shown} is a broken symbolic link (its target {written} does not exist or loops)"
+        )
+    return target
+
+
+def walk_folder(
+    folder: str | os.PathLike, boundary: Path | None = None, label: str | None = None
+) -> list[FolderFile]:
+    """Every regular file under `folder`, sorted by name, following symbolic links that stay inside.
+
+    `boundary` (a real path, default the real path of `folder`) is where links may lead: a link whose target
+    resolves outside it, a broken link and a link to a folder that contains it (a loop) raise ArchiveError
+    naming the link. Hidden entries (`.git`, `.DS_Store`, Snakemake's `.snakemake_timestamp`) are packaging
+    and not entered. Sockets, FIFOs and devices are not dataset files and are skipped (reading a FIFO would
+    block the job). The archive and the inventory both list folders with this, so they see the same files.
+    """
+    folder = Path(folder)
+    label = label or str(folder)
+    boundary = boundary or real_path(folder)
+    root = str(follow_inside(boundary, folder, ".", label))
+    found: list[FolderFile] = []
+    # (name prefix, real folder, real folders on the way down): an explicit stack, as a crafted dataset may
+    # nest deeper than Python's recursion limit; the chain detects loops made through links.
+    pending: list[tuple[str, str, tuple[str, ...]]] = [("", root, (root,))]
+    while pending:
+        prefix, directory, chain = pending.pop()
+        with os.scandir(directory) as scan:
+            entries = sorted(scan, key=lambda entry: entry.name)
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            name = prefix + entry.name
+            if entry.is_symlink():
+                target = follow_inside(boundary, Path(entry.path), name, label)
+                path, is_dir, is_file = str(target), target.is_dir(), target.is_file()
+            else:  # the type scandir already read: no extra system call per file of a 150,000-file set
+                path = entry.path  # real, as `directory` is
+                is_dir, is_file = entry.is_dir(follow_symlinks=False), entry.is_file(follow_symlinks=False)
+            if is_dir:
+                if path in chain:
+                    raise ArchiveError(
+                        f"{label}: {name} is a symbolic link to {path}, a folder that contains it (a loop)"
+                    )
+                pending.append((name + "/", path, (*chain, path)))
+            elif is_file:
+                status = os.stat(path)
+                found.append(FolderFile(name, path, status.st_size, status.st_mtime_ns))
+    return sorted(found, key=lambda file: file.name)
+
+
 class _Container:
     """One physical container (a zip, a folder or a lone file) with validated names and their sizes."""
 
@@ -132,38 +227,37 @@ class _ZipContainer(_Container):
 
 
 class _FolderContainer(_Container):
-    def __init__(self, path: Path):
+    """An extracted folder; symbolic links inside it are followed only within `boundary` (walk_folder)."""
+
+    def __init__(self, path: Path, boundary: Path):
         self.label = str(path)
-        self._root = path
         self.sizes = {}
-        for folder, dirs, files in os.walk(path):
-            # Hidden folders (.git, .dvc, ...) are packaging (see is_packaging): do not descend into them.
-            dirs[:] = sorted(name for name in dirs if not name.startswith("."))
-            for file_name in sorted(files):
-                full = Path(folder, file_name)
-                name = full.relative_to(path).as_posix()
-                validate_member_path(self.label, name)
-                if not is_packaging(name):
-                    self.sizes[name] = full.stat().st_size
+        # Members are read from the real path found while listing, so the bytes read are the bytes listed.
+        self._paths: dict[str, str] = {}
+        for found in walk_folder(path, boundary, self.label):
+            validate_member_path(self.label, found.name)
+            if not is_packaging(found.name):
+                self.sizes[found.name] = found.size
+                self._paths[found.name] = found.path
 
     def read(self, name: str) -> bytes:
-        return _read_file_capped(self.label, name, self._root / name)
+        return _read_file_capped(self.label, name, self._paths[name])
 
 
 class _FileContainer(_Container):
     """A single plain file (CSXA's datasets.xlsx) exposed under its own name."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, boundary: Path):
         self.label = str(path)
-        self._path = path
-        self.sizes = {path.name: path.stat().st_size}
+        self._path = follow_inside(boundary, path, path.name, self.label)
+        self.sizes = {path.name: self._path.stat().st_size}
 
     def read(self, name: str) -> bytes:
         return _read_file_capped(self.label, name, self._path)
 
 
-def _read_file_capped(label: str, name: str, path: Path) -> bytes:
-    _check_size(label, name, path.stat().st_size)
+def _read_file_capped(label: str, name: str, path: str | os.PathLike) -> bytes:
+    _check_size(label, name, os.stat(path).st_size)
     with open(path, "rb") as stream:
         data = stream.read(MAX_MEMBER_BYTES + 1)
     _check_size(label, name, len(data))
@@ -282,9 +376,9 @@ class SourceArchive:
         return mount.container.read(mount.name)
 
 
-def _open_container(path: Path) -> _Container:
+def _open_container(path: Path, boundary: Path) -> _Container:
     if path.is_dir():
-        return _FolderContainer(path)
+        return _FolderContainer(path, boundary)
     return _ZipContainer(path)
 
 
@@ -302,25 +396,31 @@ def _visible_entries(folder: Path) -> list[Path]:
     return sorted(entry for entry in folder.iterdir() if not entry.name.startswith("."))
 
 
-def _find_packaged_archive(source: str, folder: Path) -> Path | None:
-    """The source's zip inside `folder`: a known archive name, else the folder's only entry if it is a zip."""
-    for name in ARCHIVE_NAMES.get(source, ()):
-        if (folder / name).is_file():
-            return folder / name
-    entries = _visible_entries(folder)
-    if len(entries) == 1 and entries[0].is_file() and zipfile.is_zipfile(entries[0]):
-        return entries[0]
-    return None
+def _find_packaged_archive(source: str, folder: Path, boundary: Path) -> Path | None:
+    """The source's zip inside `folder`: a known archive name, else the folder's only entry if it is a zip.
+
+    A zip reached through a link must lie inside `boundary`, like any other file of the configured folder.
+    """
+    candidates = [folder / name for name in ARCHIVE_NAMES.get(source, ()) if (folder / name).is_file()]
+    if not candidates:
+        entries = _visible_entries(folder)
+        if len(entries) == 1 and entries[0].is_file() and zipfile.is_zipfile(entries[0]):
+            candidates = entries
+    if not candidates:
+        return None
+    follow_inside(boundary, candidates[0], candidates[0].name, str(folder))
+    return candidates[0]
 
 
 def _open_single_archive(source: str, path: Path) -> SourceArchive:
     """Resolve RSNA, VinDr or BUU: a zip, an extracted folder, or a folder that holds the zip."""
     is_root = _ROOT_MARKERS[source]
+    boundary = real_path(path)
     if path.is_dir():
-        packaged = _find_packaged_archive(source, path)
+        packaged = _find_packaged_archive(source, path, boundary)
         if packaged is not None:
             path = packaged
-    container = _open_container(path)
+    container = _open_container(path, boundary)
     names = list(container.sizes)
     prefix = _strip_single_top_folders(names, is_root)
     rooted = [name[len(prefix) :] for name in names if name.startswith(prefix)]
@@ -333,7 +433,7 @@ def _open_single_archive(source: str, path: Path) -> SourceArchive:
     return SourceArchive(source, str(path), _mounts_below(container, prefix), [container])
 
 
-def _csxa_root(path: Path) -> Path:
+def _csxa_root(path: Path, boundary: Path) -> Path:
     """The folder holding CSXA's files: `path` or, if it only wraps one folder, that folder (repeatedly)."""
     if not path.is_dir():
         raise ArchiveError(
@@ -344,31 +444,34 @@ def _csxa_root(path: Path) -> Path:
         entries = _visible_entries(folder)
         if len(entries) != 1 or not entries[0].is_dir():
             raise ArchiveError(f"{path}: {CSXA_SHEET} not found (CSXA needs PNG, JSON and xlsx side by side)")
+        follow_inside(boundary, entries[0], entries[0].relative_to(path).as_posix(), str(path))
         folder = entries[0]
     return folder
 
 
-def _open_csxa_part(root: Path, part: str) -> tuple[_Container, dict[str, _Mount]]:
+def _open_csxa_part(root: Path, part: str, boundary: Path) -> tuple[_Container, dict[str, _Mount]]:
     """Mount datasets-PNG or datasets-JSON (zip or extracted folder) as `{part}/{stem}{suffix}`."""
     candidates = [root / f"{part}.zip", root / part]
     location = next((candidate for candidate in candidates if candidate.exists()), None)
     if location is None:
         raise ArchiveError(f"{root}: neither {part}.zip nor {part}/ found")
-    container = _open_container(location)
+    follow_inside(boundary, location, location.name, str(root))
+    container = _open_container(location, boundary)
     prefix = _strip_single_top_folders(list(container.sizes), _has_root_file_of_type(CSXA_PARTS[part]))
     return container, _mounts_below(container, prefix, member_prefix=f"{part}/")
 
 
 def _open_csxa(path: Path) -> SourceArchive:
-    root = _csxa_root(path)
+    boundary = real_path(path)
+    root = _csxa_root(path, boundary)
     containers: list[_Container] = []
     mounts: dict[str, _Mount] = {}
     try:
         for part in CSXA_PARTS:
-            container, part_mounts = _open_csxa_part(root, part)
+            container, part_mounts = _open_csxa_part(root, part, boundary)
             containers.append(container)
             mounts.update(part_mounts)
-        sheet = _FileContainer(root / CSXA_SHEET)
+        sheet = _FileContainer(root / CSXA_SHEET, boundary)
         containers.append(sheet)
         mounts[CSXA_SHEET] = _Mount(sheet, CSXA_SHEET)
     except BaseException:

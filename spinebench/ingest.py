@@ -43,7 +43,8 @@ RSNA_COLUMNS = {
     "train_label_coordinates.csv": ("study_id", "series_id", "instance_number", "condition", "level"),
     "train_series_descriptions.csv": ("study_id", "series_id", "series_description"),
 }
-VINDR_COLUMNS = ("study_id", "series_id", "image_id", "lesion_type")
+# rad_id and the box are required too: an exact duplicate row (same reader, same box) is counted once.
+VINDR_COLUMNS = ("study_id", "series_id", "image_id", "rad_id", "lesion_type", "xmin", "ymin", "xmax", "ymax")
 BUU_COLUMNS = ("x1", "y1", "x2", "y2", "label")
 CSXA_CASE_COLUMN = "Number"
 CSXA_SHEET_NAME = "Sheet1"

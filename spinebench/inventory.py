@@ -8,7 +8,9 @@ exactly when the folder's content may have changed; the content-addressed store 
 the rerun cost only the files whose bytes really changed.
 
 Walking the folder costs a stat per file (about a second for the real RSNA set's 150,000 DICOMs), paid once
-per Snakemake invocation.
+per Snakemake invocation. The walk is spinebench.archive.walk_folder, the one the stages read the folder
+with, so the inventory lists exactly the files they see: symbolic links inside the folder are followed, and
+a link that leaves it (or is broken) raises ArchiveError here, before any job runs.
 """
 
 from __future__ import annotations
@@ -16,24 +18,16 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from spinebench.archive import walk_folder
+
 
 def folder_listing(folder: str | os.PathLike) -> str:
     """Tab-separated `path size mtime_ns` lines of every file under `folder`, sorted by path.
 
-    Symlinked folders are followed, as the render stage reads through them.
+    Files behind symbolic links are listed under the link's name with the target's size and mtime, so
+    replacing a film on the disk a link points to moves the inventory too.
     """
-    root = Path(folder)
-    lines = []
-    for directory, subdirectories, files in os.walk(root, followlinks=True):
-        subdirectories.sort()
-        for name in files:
-            path = Path(directory) / name
-            try:
-                status = path.stat()
-            except OSError:  # a dangling link: the stages that read it report it
-                continue
-            lines.append(f"{path.relative_to(root).as_posix()}\t{status.st_size}\t{status.st_mtime_ns}")
-    return "".join(f"{line}\n" for line in sorted(lines))
+    return "".join(f"{file.name}\t{file.size}\t{file.mtime_ns}\n" for file in walk_folder(folder))
 
 
 def write_inventory(folder: str | os.PathLike, destination: str | os.PathLike) -> str:

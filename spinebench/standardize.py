@@ -6,6 +6,14 @@ named parameters (never formatted into the SQL), runs it, and splits the result 
 table (docs/contracts.md "standardized", sorted by image_id) and the rejected table (source, item, file,
 reason). It also checks the SQL's kept rows against the vocabulary, so a wrong label map or SQL bug fails
 loudly here instead of reaching the benchmark.
+
+Missing images: a source most of whose labelled images are absent from the archive is almost always
+misconfigured (`path` at the wrong folder, images not downloaded or not extracted, a renamed folder), and
+building on would quietly publish a benchmark without it. So when more than the source's
+`max_missing_image_share` of its labelled images are missing, standardization fails (MissingImagesError)
+naming the source, the count, example label lines and the likely causes. A user who really has only the
+labels (or a partial download) accepts that with `max_missing_image_share: 1`; the source then keeps what it
+has, or contributes nothing with a warning.
 """
 
 from __future__ import annotations
@@ -22,7 +30,7 @@ import pyarrow as pa
 from spinebench import vocab
 from spinebench.archive import open_source
 from spinebench.ingest import INGESTERS, ingest_source, load_label_map
-from spinebench.io import rejected_frame
+from spinebench.io import CONSOLE, rejected_frame
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +57,20 @@ MODALITIES = ("MRI", "X-ray")
 REGIONS = ("lumbar", "cervical", "spine")
 # Settings that locate the archive or cut it into shards; they do not affect standardization.
 PLACEMENT_SETTINGS = ("path", "shards")
+# Settings this module reads itself (neither the SQL nor ingestion).
+CHECK_SETTINGS = ("max_missing_image_share",)
+# Used when the settings do not say: the check is on unless a configuration turns it off explicitly.
+DEFAULT_MAX_MISSING_IMAGE_SHARE = 0.5
+# How each SQL words "a label points at an image file the archive lacks" (the start of the reason). The
+# missing-image check counts these; tests/test_source_faults.py keeps them in step with the SQL.
+MISSING_IMAGE_REASONS = {
+    "rsna": "missing image",
+    "vindr": "missing image",
+    "buu": "annotation CSV without image",
+    "csxa": "datasets.xlsx row without PNG",
+}
+# Missing images quoted in the error message.
+MISSING_IMAGE_EXAMPLES = 3
 
 # `$name` placeholders; `--` comments are removed first so prose in comments is not mistaken for one.
 _PARAMETER = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
@@ -57,6 +79,10 @@ _LINE_COMMENT = re.compile(r"--[^\n]*")
 
 class StandardizeError(Exception):
     """The SQL, its settings or its output break the standardization contract."""
+
+
+class MissingImagesError(StandardizeError):
+    """More of a source's labelled images are missing than its max_missing_image_share allows."""
 
 
 def sql_parameters(sql: str) -> list[str]:
@@ -75,7 +101,9 @@ def bind_parameters(source: str, sql: str, sql_path: str | Path, settings: Mappi
     if missing:
         raise StandardizeError(f"{sql_path} uses ${', $'.join(missing)}, not among the {source} settings")
     _, ingest_settings = INGESTERS[source]
-    unused = sorted(set(settings) - set(names) - set(ingest_settings) - set(PLACEMENT_SETTINGS))
+    unused = sorted(
+        set(settings) - set(names) - set(ingest_settings) - set(PLACEMENT_SETTINGS) - set(CHECK_SETTINGS)
+    )
     if unused:
         raise StandardizeError(f"{source} setting(s) {unused} are read by neither {sql_path} nor ingestion")
     missing_ingest = [name for name in ingest_settings if name not in settings]
@@ -130,9 +158,62 @@ def split_candidates(
     if rejected[["item", "file"]].isna().any().any():
         raise StandardizeError(f"{sql_path}: a rejected row has no item or file")
     rejected = rejected.sort_values(["item", "file", "reason"], kind="mergesort").reset_index(drop=True)
-    if standardized.empty:
-        warn_empty_source(source, rejected)
     return standardized, rejected
+
+
+def max_missing_image_share(source: str, settings: Mapping) -> float:
+    """The source's `max_missing_image_share` (DEFAULT_MAX_MISSING_IMAGE_SHARE when unset), checked."""
+    value = settings.get("max_missing_image_share", DEFAULT_MAX_MISSING_IMAGE_SHARE)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise StandardizeError(
+            f"{source}: max_missing_image_share must be a number from 0 to 1, not {value!r}"
+        )
+    return float(value)
+
+
+def missing_image_rows(source: str, rejected: pd.DataFrame) -> pd.DataFrame:
+    """The rejected rows whose label points at an image file the archive lacks."""
+    return rejected[rejected["reason"].str.startswith(MISSING_IMAGE_REASONS[source])]
+
+
+def check_missing_images(
+    source: str,
+    standardized: pd.DataFrame,
+    rejected: pd.DataFrame,
+    max_share: float,
+    archive_path: str | Path,
+) -> None:
+    """Fail when more than `max_share` of the source's labelled images are missing; warn when accepted.
+
+    The share is missing / (kept + missing) images: the images whose file was looked for. Images rejected
+    for other reasons are left out, as some are rejected before their file is looked for.
+    """
+    missing = missing_image_rows(source, rejected)
+    if missing.empty:  # includes a source with no labelled image at all: nothing was looked for
+        return
+    looked_for = len(standardized) + len(missing)
+    share = len(missing) / looked_for
+    summary = (
+        f"{len(missing)} of {looked_for} labelled image(s) ({share:.0%}) are missing from {archive_path}"
+    )
+    if share <= max_share:
+        # Accepted; still say so when the default would have stopped the build, so the log shows why the
+        # source is thin. A handful of missing files (the usual case) is left to the rejected table.
+        if share > DEFAULT_MAX_MISSING_IMAGE_SHARE:
+            log.warning(
+                "%s: %s (accepted: max_missing_image_share is %g)", source, summary, max_share, extra=CONSOLE
+            )
+        return
+    examples = "; ".join(
+        f"{row.item} ({row.file})" for row in missing.head(MISSING_IMAGE_EXAMPLES).itertuples(index=False)
+    )
+    raise MissingImagesError(
+        f"{source}: {summary}, more than max_missing_image_share {max_share:g} allows. "
+        f"For example: {examples}. Likely causes: `sources.{source}.path` points at the wrong folder or a "
+        f"copy without the images; the images are not downloaded or not extracted yet (a zip left packed "
+        f"beside the labels); the image folder was moved or renamed. To build with the images that are "
+        f"there, set sources.{source}.max_missing_image_share: 1 in params.yaml."
+    )
 
 
 def warn_empty_source(source: str, rejected: pd.DataFrame) -> None:
@@ -144,6 +225,7 @@ def warn_empty_source(source: str, rejected: pd.DataFrame) -> None:
         source,
         len(rejected),
         f": {reasons}" if reasons else "",
+        extra=CONSOLE,
     )
 
 
@@ -193,8 +275,13 @@ def standardize_source(
     """(standardized, rejected) tables of one source; see the module docstring and docs/contracts.md."""
     if source not in vocab.SOURCES:
         raise StandardizeError(f"unknown source {source!r}; expected one of {vocab.SOURCES}")
+    max_share = max_missing_image_share(source, settings)
     candidates = run_standardization_sql(source, archive_path, sql_path, label_map_path, settings)
-    return split_candidates(source, candidates, sql_path)
+    standardized, rejected = split_candidates(source, candidates, sql_path)
+    check_missing_images(source, standardized, rejected, max_share, archive_path)
+    if standardized.empty:
+        warn_empty_source(source, rejected)
+    return standardized, rejected
 
 
 def rejection_counts(rejected: pd.DataFrame) -> dict[str, int]:

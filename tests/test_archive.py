@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import zipfile
 from pathlib import Path
 
@@ -239,3 +240,118 @@ def test_read_csv_member_reports_the_member_on_bad_bytes(tmp_path):
     with open_source("rsna", path) as source:
         with pytest.raises(ArchiveError, match="train.csv"):
             read_csv_member(source, "train.csv")
+
+
+# ------------------------------------------------------------------------------------- symbolic links
+RSNA_LABELS = {name: data for name, data in RSNA_FILES.items() if not name.startswith("train_images/")}
+
+
+def test_links_inside_the_dataset_folder_are_followed(tmp_path):
+    # The DICOMs sit in another folder of the dataset; train_images/ (absolute link) and train.csv
+    # (relative link) point into it. Before links were followed, the linked folder was silently skipped.
+    root = write_folder(tmp_path / "rsna", {**RSNA_LABELS, "storage/dicoms/1/2/3.dcm": b"dicom"})
+    (root / "storage" / "train.csv").write_bytes((root / "train.csv").read_bytes())
+    (root / "train.csv").unlink()
+    (root / "train.csv").symlink_to("storage/train.csv")
+    (root / "train_images").symlink_to(root / "storage" / "dicoms")
+    with open_source("rsna", root) as source:
+        assert "train_images/1/2/3.dcm" in source.members()
+        assert source.read("train_images/1/2/3.dcm") == b"dicom"
+        assert source.read("train.csv") == RSNA_FILES["train.csv"]
+        assert source.size("train_images/1/2/3.dcm") == len(b"dicom")
+
+
+def test_the_configured_path_may_be_a_link_and_its_real_folder_is_the_boundary(tmp_path):
+    real = write_folder(tmp_path / "big-disk" / "rsna", {**RSNA_LABELS, "store/1/2/3.dcm": b"dicom"})
+    # An absolute link into the real folder: inside the dataset only if the boundary is the real path.
+    (real / "train_images").symlink_to(real / "store")
+    configured = tmp_path / "resources" / "rsna"
+    configured.parent.mkdir()
+    configured.symlink_to(real)
+    with open_source("rsna", configured) as source:
+        assert source.read("train_images/1/2/3.dcm") == b"dicom"
+
+
+@pytest.mark.parametrize(
+    ("link", "target"),
+    [
+        ("train_images", "big-disk/train_images"),  # a folder on another disk
+        ("train.csv", "big-disk/secret.csv"),  # a single file
+        ("train_images/1/2/4.dcm", "big-disk/secret.csv"),  # deep inside
+    ],
+)
+@pytest.mark.parametrize("relative", [False, True])
+def test_a_link_leaving_the_dataset_folder_is_refused_naming_it_and_the_fix(tmp_path, link, target, relative):
+    write_folder(tmp_path / "big-disk", {"train_images/1/2/3.dcm": b"dicom", "secret.csv": b"study_id\n"})
+    kept = {name: data for name, data in RSNA_FILES.items() if name != link and not name.startswith(link)}
+    root = write_folder(tmp_path / "rsna", kept)
+    (root / link).parent.mkdir(parents=True, exist_ok=True)
+    destination = tmp_path / target
+    (root / link).symlink_to(os.path.relpath(destination, (root / link).parent) if relative else destination)
+    with pytest.raises(ArchiveError, match="outside the dataset folder") as error:
+        open_source("rsna", root)
+    message = str(error.value)
+    assert f" {link} is a symbolic link to {destination}" in message
+    assert "`path`" in message and "bind-mount" in message
+
+
+@pytest.mark.parametrize(
+    ("make_link", "match"),
+    [
+        (lambda root: (root / "train_images/1/2/4.dcm").symlink_to(root / "nowhere.dcm"), "broken"),
+        (lambda root: (root / "train_images/1/again").symlink_to(root / "train_images"), "loop"),
+        (lambda root: (root / "train_images/1/to-root").symlink_to(".."), "loop"),
+    ],
+)
+def test_broken_and_looping_links_are_refused(tmp_path, make_link, match):
+    root = write_folder(tmp_path / "rsna", RSNA_FILES)
+    make_link(root)
+    with pytest.raises(ArchiveError, match=match) as error:
+        open_source("rsna", root)
+    assert str(root) in str(error.value)
+
+
+def test_two_links_that_loop_through_each_other_are_refused(tmp_path):
+    root = write_folder(tmp_path / "rsna", {**RSNA_FILES, "a/x.txt": b"a", "b/y.txt": b"b"})
+    (root / "a" / "to-b").symlink_to(root / "b")
+    (root / "b" / "to-a").symlink_to(root / "a")
+    with pytest.raises(ArchiveError, match="loop"):
+        open_source("rsna", root)
+
+
+def test_fifos_and_sockets_are_not_members(tmp_path):
+    root = write_folder(tmp_path / "rsna", RSNA_FILES)
+    os.mkfifo(root / "train_images" / "1" / "2" / "4.dcm")  # reading it would block the job forever
+    with open_source("rsna", root) as source:
+        assert source.members() == sorted(RSNA_FILES)
+
+
+def test_a_zip_linked_from_the_folder_holding_it_must_stay_inside(tmp_path):
+    downloads = write_zip(tmp_path / "downloads" / RSNA_ZIP, RSNA_FILES)
+    holder = tmp_path / "holder"
+    holder.mkdir()
+    (holder / RSNA_ZIP).symlink_to(downloads)
+    with pytest.raises(ArchiveError, match=f"{RSNA_ZIP} is a symbolic link to {downloads}, outside"):
+        open_source("rsna", holder)
+    with open_source("rsna", downloads) as source:  # the fix the message gives: point `path` at the zip
+        assert source.read("train_images/1/2/3.dcm") == b"dicom"
+    inside = write_zip(holder / "kept" / "copy.zip", RSNA_FILES)
+    (holder / RSNA_ZIP).unlink()
+    (holder / RSNA_ZIP).symlink_to(inside)
+    with open_source("rsna", holder) as source:
+        assert source.read("train_images/1/2/3.dcm") == b"dicom"
+
+
+def test_csxa_parts_may_link_inside_its_folder_only(tmp_path):
+    root = tmp_path / "csxa"
+    write_folder(root / "store" / "png", CSXA_PNG)
+    write_folder(root / "datasets-JSON", CSXA_JSON)
+    (root / "datasets.xlsx").write_bytes(b"xlsx")
+    (root / "datasets-PNG").symlink_to(root / "store" / "png")
+    with open_source("csxa", root) as source:
+        assert source.read("datasets-PNG/0002040.png") == b"png2"
+    elsewhere = write_folder(tmp_path / "elsewhere", {"datasets.xlsx": b"other"})
+    (root / "datasets.xlsx").unlink()
+    (root / "datasets.xlsx").symlink_to(elsewhere / "datasets.xlsx")
+    with pytest.raises(ArchiveError, match="datasets.xlsx is a symbolic link to .*outside"):
+        open_source("csxa", root)

@@ -1,5 +1,7 @@
 """Every stage on empty input: a source that keeps no image (say, label CSVs whose images are missing) leaves
-empty tables with the contract's schema and a warning naming it, and the build goes on without it.
+empty tables with the contract's schema and a warning naming it, and the build goes on without it. Missing
+images fail a source unless its `max_missing_image_share` accepts them (tests/test_source_faults.py); here
+they are accepted (1), as for a labels-only download.
 
 One test per stage function, then one workflow build whose RSNA source has the real CSVs but no DICOM.
 """
@@ -45,7 +47,12 @@ from spinebench.release import build_manifest
 from spinebench.render import images_frame, render_shard
 from spinebench.report import build_report_context, load_rejected, render_report
 from spinebench.shards import select_shard
-from spinebench.standardize import STANDARDIZED_SCHEMA, standardize_source, standardized_frame
+from spinebench.standardize import (
+    MISSING_IMAGE_REASONS,
+    STANDARDIZED_SCHEMA,
+    standardize_source,
+    standardized_frame,
+)
 from spinebench.subset import SUBSET_SCHEMA, select_subset
 from spinebench.tables import IMAGES_SCHEMA
 from spinebench.workflow import copy_workflow, edit_params, run_snakemake
@@ -55,12 +62,6 @@ PARAMS = yaml.safe_load((REPO / "params.yaml").read_text(encoding="utf-8"))
 # Image files of the four sources; everything else in an archive is labels and metadata.
 IMAGE_SUFFIXES = (".dcm", ".dicom", ".jpg", ".png")
 # Why each source rejects a labelled item whose image file is absent (the start of the reason).
-MISSING_IMAGE_REASONS = {
-    "rsna": "missing image",
-    "vindr": "missing image",
-    "buu": "annotation CSV without image",
-    "csxa": "datasets.xlsx row without PNG",
-}
 
 
 def without_images(archive: Path, destination: Path) -> Path:
@@ -158,7 +159,9 @@ def test_a_source_whose_images_are_all_missing_standardizes_to_empty_tables(
 ):
     labels_only = without_images(synthetic_archives[source], tmp_path / source)
     with caplog.at_level(logging.WARNING, logger="spinebench.standardize"):
-        table, rejected = standardize(source, labels_only, source_settings(source, **overrides))
+        table, rejected = standardize(
+            source, labels_only, source_settings(source, max_missing_image_share=1, **overrides)
+        )
     assert table.empty
     assert_written_with(table, STANDARDIZED_SCHEMA, tmp_path / "standardized.parquet")
     missing = rejected["reason"].str.startswith(MISSING_IMAGE_REASONS[source])
@@ -415,6 +418,7 @@ def test_manifest_of_empty_tables_counts_zero_rows(tmp_path):
 def labels_only_rsna_build(params: dict, rsna_path: Path) -> None:
     """RSNA read from a folder of its real CSVs without images; the other sources small and synthetic."""
     params["sources"]["rsna"]["path"] = str(rsna_path)
+    params["sources"]["rsna"]["max_missing_image_share"] = 1
     params["synthetic"]["demo"].update(vindr_images=30, buu_cases=6, csxa_images=24)
     params["sources"]["vindr"]["shards"] = 1
 

@@ -147,11 +147,14 @@ def test_rsna_middle_slice_uses_natural_order_of_the_series_members(tmp_path):
 
 
 def test_rsna_middle_slice_of_a_series_without_dicoms_is_rejected(tmp_path):
-    path = rsna_archive(tmp_path, [(1, 10, 2, "Spinal Canal Stenosis", "L1/L2")], instances=["1/11/1"])
-    kept, rejected = run("rsna", path, {**RSNA_DEFAULTS, "slice_policy": "middle_slice"})
+    points = [(1, 10, 2, "Spinal Canal Stenosis", "L1/L2"), (1, 10, 3, "Spinal Canal Stenosis", "L2/L3")]
+    path = rsna_archive(tmp_path, points, instances=["1/11/1"])
+    # Every labelled image is missing: accepted explicitly (tests/test_source_faults.py: the default fails).
+    settings = {**RSNA_DEFAULTS, "slice_policy": "middle_slice", "max_missing_image_share": 1}
+    kept, rejected = run("rsna", path, settings)
     assert kept == {}
     assert reasons(rejected) == {"rsna-1-10": "missing image: no DICOM instances in the series"}
-    assert rejected["file"].tolist() == ["train_images/1/10/"]
+    assert rejected["file"].tolist() == ["train_label_coordinates.csv lines 2, 3 -> train_images/1/10/"]
 
 
 SEVERITY_POINTS = [
@@ -282,12 +285,12 @@ def test_rsna_bad_rows_are_rejected_with_reasons(tmp_path):
         "train_label_coordinates.csv line 8": "duplicate point for (study, condition, level)",
         "train_label_coordinates.csv line 9": "duplicate point for (study, condition, level)",
         "train_label_coordinates.csv line 10": "unknown severity: Very bad",
-        "train_images/2/20/1.dcm": "missing image",
+        "train_label_coordinates.csv line 11 -> train_images/2/20/1.dcm": "missing image",
         "train_images/3/30/1.dcm": "conflicting series descriptions: Sagittal T1; Sagittal T2/STIR",
         "train.csv line 3": "duplicate study_id in train.csv (its grades are not used)",
         "train.csv line 4": "duplicate study_id in train.csv (its grades are not used)",
     }
-    assert set(rejected.loc[rejected["file"].str.startswith("train_images"), "item"]) == {
+    assert set(rejected.loc[rejected["file"].str.contains("train_images"), "item"]) == {
         "rsna-2-20-1",
         "rsna-3-30-1",
     }
@@ -332,15 +335,16 @@ VINDR_DEFAULTS = {"splits": ["train", "test"], "multi_lesion": "most_boxes"}
 
 
 def vindr_folder(tmp_path, rows_by_split, images):
-    """A PhysioNet-layout VinDr folder; rows are (image_id, lesion_type[, study_id])."""
+    """A PhysioNet-layout VinDr folder; rows are (image_id, lesion_type[, study_id]), each a box of its own
+    (rows differ in xmin, so none is an exact duplicate of another)."""
     root = tmp_path / "vindr" / "vindr-spinexr-1.0.0"
     (root / "annotations").mkdir(parents=True)
     for split, rows in rows_by_split.items():
         lines = [VINDR_HEADER]
-        for row in rows:
+        for index, row in enumerate(rows):
             image_id, lesion = row[0], row[1]
             study = row[2] if len(row) > 2 else f"st{image_id}"
-            box = ",,," if lesion == "No finding" else "1.5,2.5,30.0,40.0"
+            box = ",,," if lesion == "No finding" else f"{1.5 + index},2.5,30.0,40.0"
             lines.append(f"{study},se{image_id},{image_id},rad1,{lesion},{box}")
         (root / "annotations" / f"{split}.csv").write_text("\n".join(lines) + "\n")
     for member in images:
@@ -404,6 +408,60 @@ def test_vindr_groups_rows_maps_labels_and_rejects(tmp_path):
         "vindr-a9": "conflicting study_id/series_id across rows",
     }
     assert rejected.set_index("item").loc["zz", "file"] == "annotations/train.csv line 12"
+    # A missing image names the CSV line pointing at it and the file looked for.
+    assert (
+        rejected.set_index("item").loc["vindr-a7", "file"]
+        == "annotations/train.csv line 13 -> train_images/a7.dicom"
+    )
+
+
+def write_vindr_csv(root: Path, split: str, rows: list[str]) -> None:
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    (root / "annotations" / f"{split}.csv").write_text("\n".join([VINDR_HEADER, *rows]) + "\n")
+
+
+def test_vindr_exact_duplicate_rows_count_once_and_are_reported(tmp_path):
+    root = tmp_path / "vindr-spinexr-1.0.0"
+    osteophyte = "st1,se1,a1,rad1,Osteophytes,1.5,2.5,30.0,40.0"
+    write_vindr_csv(
+        root,
+        "train",
+        [
+            osteophyte,  # line 2
+            osteophyte,  # line 3: the same box written twice
+            "st1,se1,a1,rad1,Disc space narrowing,5,5,9,9",
+            "st1,se1,a1,rad2,Disc space narrowing,5,5,9,9",  # the same box by another reader: a box
+            osteophyte,  # line 6: and a third time
+        ],
+    )
+    (root / "train_images").mkdir()
+    (root / "train_images" / "a1.dicom").write_bytes(b"DICM")
+    kept, rejected = run("vindr", root, {"splits": ["train"], "multi_lesion": "most_boxes"})
+    # Counted raw, 3 osteophyte rows would beat 2 disc space narrowing boxes; deduplicated, 1 does not.
+    assert kept["vindr-a1"]["disease"] == "Disc space narrowing"
+    assert kept["vindr-a1"]["source_labels"] == ["Disc space narrowing", "Osteophytes"]
+    assert rejected[["item", "file", "reason"]].values.tolist() == [
+        [
+            "vindr-a1 rad1 Osteophytes",
+            f"annotations/train.csv line {line} (same as line 2)",
+            "exact duplicate annotation row (counted once)",
+        ]
+        for line in (3, 6)
+    ]
+
+
+def test_vindr_missing_image_lists_its_first_five_lines(tmp_path):
+    root = tmp_path / "vindr-spinexr-1.0.0"
+    rows = [f"st1,se1,a1,rad1,Osteophytes,{x},2,30,40" for x in range(7)] + ["st2,se2,b2,rad1,No finding,,,,"]
+    write_vindr_csv(root, "train", rows)
+    (root / "train_images").mkdir()
+    (root / "train_images" / "b2.dicom").write_bytes(b"DICM")
+    kept, rejected = run("vindr", root, {"splits": ["train"], "multi_lesion": "most_boxes"})
+    assert list(kept) == ["vindr-b2"]
+    assert reasons(rejected) == {"vindr-a1": "missing image"}
+    assert rejected["file"].tolist() == [
+        "annotations/train.csv lines 2, 3, 4, 5, 6 and 2 more -> train_images/a1.dicom"
+    ]
 
 
 def test_vindr_multi_lesion_drop_and_split_selection(tmp_path):
@@ -423,6 +481,16 @@ def test_vindr_multi_lesion_drop_and_split_selection(tmp_path):
     }
     kept, _ = run("vindr", root, {"splits": ["test"], "multi_lesion": "drop"})
     assert list(kept) == ["vindr-c1"]
+
+
+def test_vindr_without_the_box_columns_names_the_file(tmp_path):
+    root = tmp_path / "vindr-spinexr-1.0.0"
+    (root / "annotations").mkdir(parents=True)
+    (root / "annotations" / "train.csv").write_text(
+        "study_id,series_id,image_id,lesion_type\ns,s,a1,No finding\n"
+    )
+    with pytest.raises(IngestError, match=r"annotations/train.csv: missing column\(s\) \['rad_id', 'xmin'"):
+        run("vindr", root, {"splits": ["train"], "multi_lesion": "most_boxes"})
 
 
 def test_vindr_missing_split_file_and_bad_policy_fail_loudly(tmp_path):
@@ -544,6 +612,8 @@ def test_buu_films_healthy_flagged_and_rejected(tmp_path):
     }
     assert reasons(rejected)["buu-0010-F-050-AP"].startswith("unreadable annotation CSV: ")
     assert rejected.set_index("item").loc["buu-0005-F-050-AP", "file"] == "AP/0005-F-050Y0.jpg"
+    # A film whose image is missing is named by its annotation CSV: the whole file is the label.
+    assert rejected.set_index("item").loc["buu-0006-F-050-LA", "file"] == "LA/0006-F-050Y1.csv"
 
 
 def test_buu_zero_labels_and_view_selection(tmp_path):

@@ -15,7 +15,8 @@
 --   copies are ambiguous and neither is trusted.
 -- * Image: labeled_instance -> the instance a point sits on; middle_slice -> the middle instance (natural
 --   numeric order, lower middle for an even count) of every series that has a point, carrying all the
---   series' points. The DICOM member must exist.
+--   series' points. The DICOM member must exist; a missing one is rejected naming the CSV lines of its
+--   points and the file looked for (`train_label_coordinates.csv lines 2, 5 -> train_images/1/10/8.dcm`).
 -- * Severity comes from train.csv (wide: <condition>_<level> columns). With $min_severity set, a point
 --   below it (or with no severity) is not a finding. An image left with no finding is REJECTED rather than
 --   called Healthy: a sub-threshold grade says one labelled level is mild, not that the slice is healthy,
@@ -159,12 +160,13 @@ chosen_levels AS (
 images AS (
     SELECT
         p.study_id, p.series_id, p.image_instance AS instance_number,
-        list(DISTINCT p.condition ORDER BY p.condition) AS source_labels
+        list(DISTINCT p.condition ORDER BY p.condition) AS source_labels,
+        list(p.line ORDER BY p.line) AS lines
     FROM placed_points AS p
     WHERE p.image_instance IS NOT NULL
-    GROUP BY ALL
+    GROUP BY p.study_id, p.series_id, p.image_instance
 ),
-image_rows AS (
+image_decisions AS (
     SELECT
         'rsna-' || i.study_id || '-' || i.series_id || '-' || i.instance_number AS image_id,
         'rsna' AS source,
@@ -177,6 +179,7 @@ image_rows AS (
         i.study_id, i.series_id, i.instance_number,
         i.source_labels,
         'rsna-' || i.study_id || '-' || i.series_id || '-' || i.instance_number AS item,
+        i.lines,
         'train_images/' || i.study_id || '/' || i.series_id || '/' || i.instance_number || '.dcm' AS file,
         CASE
             WHEN NOT EXISTS (
@@ -201,12 +204,27 @@ image_rows AS (
 ),
 -- middle_slice on a series whose folder holds no DICOM: there is no image to name.
 empty_series AS (
-    SELECT DISTINCT
+    SELECT
         'rsna-' || study_id || '-' || series_id AS item,
+        list(line ORDER BY line) AS lines,
         'train_images/' || study_id || '/' || series_id || '/' AS file,
         'missing image: no DICOM instances in the series' AS reject_reason
     FROM placed_points
     WHERE image_instance IS NULL
+    GROUP BY study_id, series_id
+),
+-- A missing image is found again from the coordinate lines that point at it (at most 5 listed).
+image_rows AS (
+    SELECT
+        * EXCLUDE (lines, file),
+        CASE WHEN starts_with(reject_reason, 'missing image')
+             THEN 'train_label_coordinates.csv '
+                 || CASE WHEN len(lines) = 1 THEN 'line ' ELSE 'lines ' END
+                 || array_to_string(lines[1:5], ', ')
+                 || CASE WHEN len(lines) > 5 THEN ' and ' || (len(lines) - 5) || ' more' ELSE '' END
+                 || ' -> ' || file
+             ELSE file END AS file
+    FROM (SELECT * FROM image_decisions UNION ALL BY NAME SELECT * FROM empty_series)
 ),
 point_rows AS (
     SELECT
@@ -225,6 +243,5 @@ train_duplicate_rows AS (
     WHERE copies > 1
 )
 SELECT * FROM image_rows
-UNION ALL BY NAME SELECT * FROM empty_series
 UNION ALL BY NAME SELECT * FROM point_rows
 UNION ALL BY NAME SELECT * FROM train_duplicate_rows

@@ -8,6 +8,9 @@
 --
 -- Rules (shared/SOURCES.md 2.3 and 5):
 -- * Rows are grouped by image_id across radiologists (rad_id); every row of an image counts as one box.
+--   An exact duplicate row (same split, ids, rad_id, lesion_type and box text) is one box drawn once and
+--   written twice: only its first line counts, the others are rejected rows saying so (they would
+--   otherwise tip most_boxes).
 -- * Label map: Other lesions and Surgical implant are dropped, Spondylolysthesis is renamed, No finding
 --   means Healthy. A lesion_type missing from the label map rejects the whole image: an unknown label may
 --   be the finding that matters, so no diagnosis is made without it.
@@ -18,10 +21,23 @@
 --   order), drop rejects the image.
 -- * The DICOM member {split}_images/{image_id}.dicom must exist; an image id in several splits is
 --   rejected (its split, hence its file, is ambiguous). Film region is unknown from the data: 'spine'.
+--   A missing image names the CSV lines that point at it: `annotations/train.csv lines 2, 3 -> member`.
 WITH
 policies AS (
     SELECT CASE WHEN $multi_lesion IN ('most_boxes', 'drop') THEN $multi_lesion
                 ELSE error('unknown multi_lesion: ' || coalesce($multi_lesion, 'NULL')) END AS multi_lesion
+),
+-- Copies of one annotation row: the first line is the row, the later ones are duplicates.
+numbered_rows AS (
+    SELECT
+        *,
+        row_number() OVER copies AS copy,
+        min(line) OVER copies AS first_line
+    FROM annotations
+    WINDOW copies AS (
+        PARTITION BY split, study_id, series_id, image_id, rad_id, lesion_type, xmin, ymin, xmax, ymax
+        ORDER BY line
+    )
 ),
 rows AS (
     SELECT
@@ -29,8 +45,9 @@ rows AS (
         m.disease, m.action, m.map_order,
         CASE WHEN NOT regexp_full_match(coalesce(a.image_id, ''), '[0-9A-Fa-f]+')
              THEN 'malformed image_id: ' || coalesce(a.image_id, '(empty)') END AS problem
-    FROM annotations AS a
+    FROM numbered_rows AS a
     LEFT JOIN label_map AS m ON m.source_label = a.lesion_type
+    WHERE a.copy = 1
 ),
 image_facts AS (
     SELECT
@@ -42,7 +59,8 @@ image_facts AS (
             FILTER (WHERE action IS NULL) AS unknown_labels,
         list(DISTINCT lesion_type ORDER BY lesion_type) FILTER (WHERE action = 'drop') AS dropped_labels,
         bool_or(action = 'healthy') AS has_healthy,
-        list(DISTINCT lesion_type ORDER BY lesion_type) FILTER (WHERE lesion_type IS NOT NULL) AS source_labels
+        list(DISTINCT lesion_type ORDER BY lesion_type) FILTER (WHERE lesion_type IS NOT NULL) AS source_labels,
+        list(line ORDER BY line) AS lines
     FROM rows
     WHERE problem IS NULL
     GROUP BY image_id
@@ -67,7 +85,7 @@ ranked_lesions AS (
 chosen AS (
     SELECT * FROM ranked_lesions WHERE preference = 1
 ),
-image_rows AS (
+image_decisions AS (
     SELECT
         'vindr-' || f.image_id AS image_id,
         'vindr' AS source,
@@ -82,6 +100,8 @@ image_rows AS (
         NULL::VARCHAR AS instance_number,
         coalesce(f.source_labels, []::VARCHAR[]) AS source_labels,
         'vindr-' || f.image_id AS item,
+        f.splits[1] AS first_split,
+        f.lines,
         CASE WHEN len(f.splits) = 1 THEN f.splits[1] || '_images/' || f.image_id || '.dicom'
              ELSE 'annotations/{' || array_to_string(f.splits, ',') || '}.csv' END AS file,
         CASE
@@ -103,6 +123,19 @@ image_rows AS (
     CROSS JOIN policies AS pol
     LEFT JOIN chosen AS c USING (image_id)
 ),
+-- A missing image is found again from the CSV lines that point at it (at most 5 listed).
+image_rows AS (
+    SELECT
+        * EXCLUDE (first_split, lines, file),
+        CASE WHEN reject_reason = 'missing image'
+             THEN 'annotations/' || first_split || '.csv '
+                 || CASE WHEN len(lines) = 1 THEN 'line ' ELSE 'lines ' END
+                 || array_to_string(lines[1:5], ', ')
+                 || CASE WHEN len(lines) > 5 THEN ' and ' || (len(lines) - 5) || ' more' ELSE '' END
+                 || ' -> ' || file
+             ELSE file END AS file
+    FROM image_decisions
+),
 row_rejections AS (
     SELECT
         coalesce(image_id, '(no image_id)') AS item,
@@ -110,6 +143,16 @@ row_rejections AS (
         problem AS reject_reason
     FROM rows
     WHERE problem IS NOT NULL
+),
+duplicate_rows AS (
+    SELECT
+        'vindr-' || coalesce(image_id, '?') || ' ' || coalesce(rad_id, '?') || ' '
+            || coalesce(lesion_type, '?') AS item,
+        'annotations/' || split || '.csv line ' || line || ' (same as line ' || first_line || ')' AS file,
+        'exact duplicate annotation row (counted once)' AS reject_reason
+    FROM numbered_rows
+    WHERE copy > 1
 )
 SELECT * FROM image_rows
 UNION ALL BY NAME SELECT * FROM row_rejections
+UNION ALL BY NAME SELECT * FROM duplicate_rows

@@ -3,11 +3,10 @@
 import logging
 
 from spinebench.catalog import build_catalog_table, check_source_images, images_per_source
-from spinebench.io import configure_job_logging, write_table
+from spinebench.io import run_job, write_table
 
 
 def main(snakemake):
-    configure_job_logging(snakemake.log[0])
     standardized = list(snakemake.input.standardized)
     images = list(snakemake.input.images)
     logging.info("joining %d standardized tables with %d image shards", len(standardized), len(images))
@@ -20,4 +19,4 @@ def main(snakemake):
     write_table(catalog, snakemake.output[0])
 
 
-main(snakemake)  # noqa: F821
+run_job(main, snakemake)  # noqa: F821

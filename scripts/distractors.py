@@ -5,11 +5,10 @@ import time
 
 from spinebench.distractors import DISTRACTORS_SCHEMA, LIBRARY_SCHEMA, assign_distractors, sample_library
 from spinebench.embeddings import load_embeddings
-from spinebench.io import configure_job_logging, read_table, write_table
+from spinebench.io import read_table, run_job, write_table
 
 
 def main(snakemake):
-    configure_job_logging(snakemake.log[0])
     catalog = read_table(snakemake.input.catalog, columns=["image_id", "disease"])
     image_ids, embeddings = load_embeddings(list(snakemake.input.embeddings))
     logging.info("%d catalog images, %d embeddings of width %d", len(catalog), *embeddings.shape)
@@ -25,4 +24,4 @@ def main(snakemake):
     write_table(distractors, snakemake.output.distractors, schema=DISTRACTORS_SCHEMA)
 
 
-main(snakemake)  # noqa: F821
+run_job(main, snakemake)  # noqa: F821

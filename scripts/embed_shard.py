@@ -11,12 +11,11 @@ from spinebench.embeddings import (
     embed_with_store,
     encoder_fingerprint,
 )
-from spinebench.io import configure_job_logging, read_table, write_table
+from spinebench.io import read_table, run_job, write_table
 from spinebench.store import Tally, job_store
 
 
 def main(snakemake):
-    configure_job_logging(snakemake.log[0])
     settings = EncoderSettings.from_params(snakemake.params.settings)
     seed = int(snakemake.params.seed)
 
@@ -34,4 +33,4 @@ def main(snakemake):
     store.record_refs(snakemake.output[0], STORE_KIND, tally)
 
 
-main(snakemake)  # noqa: F821
+run_job(main, snakemake)  # noqa: F821

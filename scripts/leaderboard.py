@@ -4,12 +4,11 @@ import json
 import logging
 from pathlib import Path
 
-from spinebench.io import configure_job_logging, write_json
+from spinebench.io import run_job, write_json
 from spinebench.metrics import leaderboard_metrics, leaderboard_table, write_csv
 
 
 def main(snakemake):
-    configure_job_logging(snakemake.log[0])
     summaries = [json.loads(Path(path).read_text(encoding="utf-8")) for path in snakemake.input.summaries]
     table = leaderboard_table(summaries)
     for row in table.itertuples():
@@ -18,4 +17,4 @@ def main(snakemake):
     write_json(leaderboard_metrics(table), snakemake.output.json)
 
 
-main(snakemake)  # noqa: F821
+run_job(main, snakemake)  # noqa: F821

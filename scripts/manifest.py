@@ -5,12 +5,11 @@ from pathlib import Path
 
 import yaml
 
-from spinebench.io import configure_job_logging, write_json
+from spinebench.io import run_job, write_json
 from spinebench.release import build_manifest
 
 
 def main(snakemake):
-    configure_job_logging(snakemake.log[0])
     pool_version = yaml.safe_load(Path(snakemake.input.pool).read_text(encoding="utf-8"))["version"]
     manifest = build_manifest(
         list(snakemake.input.tables), dict(snakemake.params.seeds), snakemake.params.encoder, pool_version
@@ -20,4 +19,4 @@ def main(snakemake):
     write_json(manifest, snakemake.output[0])
 
 
-main(snakemake)  # noqa: F821
+run_job(main, snakemake)  # noqa: F821

@@ -4,7 +4,7 @@ import logging
 
 from spinebench.backends import BackendContext, make_backend
 from spinebench.finalize import Judge, finalize, write_predictions
-from spinebench.io import configure_job_logging, read_table
+from spinebench.io import read_table, run_job
 from spinebench.journal import jsonl_path_for, judge_cache_path_for
 from spinebench.predict import ShardImages, model_fingerprint, run_predictions, select_questions
 
@@ -21,7 +21,6 @@ def embeddings_loader(paths):
 
 
 def main(snakemake):
-    configure_job_logging(snakemake.log[0])
     task, model_name = snakemake.wildcards.task, snakemake.wildcards.model
     params = snakemake.params
     templates_dir = str(snakemake.input.template).rsplit("/", 1)[0]
@@ -82,4 +81,4 @@ def main(snakemake):
     write_predictions(frame, output)
 
 
-main(snakemake)  # noqa: F821
+run_job(main, snakemake)  # noqa: F821

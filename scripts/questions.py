@@ -2,7 +2,7 @@
 
 import logging
 
-from spinebench.io import configure_job_logging, read_table, write_table
+from spinebench.io import read_table, run_job, write_table
 from spinebench.questions import (
     QUESTIONS_SCHEMA,
     load_pool,
@@ -12,7 +12,6 @@ from spinebench.questions import (
 
 
 def main(snakemake):
-    configure_job_logging(snakemake.log[0])
     catalog = read_table(snakemake.input.catalog)
     distractors = read_table(snakemake.input.distractors)
     pool = load_pool(snakemake.input.pool)
@@ -24,4 +23,4 @@ def main(snakemake):
     write_table(localization, snakemake.output.localization, schema=QUESTIONS_SCHEMA)
 
 
-main(snakemake)  # noqa: F821
+run_job(main, snakemake)  # noqa: F821

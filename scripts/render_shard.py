@@ -7,7 +7,7 @@ is in the store (spinebench.store) are taken from it instead of being decoded ag
 
 import logging
 
-from spinebench.io import configure_job_logging, read_table, write_table
+from spinebench.io import read_table, run_job, write_table
 from spinebench.render import IMAGES_SCHEMA, render_shard
 from spinebench.render_cache import STORE_KIND, RenderCache
 from spinebench.shards import select_shard
@@ -15,7 +15,6 @@ from spinebench.store import job_store
 
 
 def main(snakemake):
-    configure_job_logging(snakemake.log[0])
     source = snakemake.wildcards.source
     table = read_table(snakemake.input.table)
     rows = select_shard(table, int(snakemake.params.shard_index), int(snakemake.params.shard_count))
@@ -30,4 +29,4 @@ def main(snakemake):
     store.record_refs(snakemake.output.images, STORE_KIND, cache.tally)
 
 
-main(snakemake)  # noqa: F821
+run_job(main, snakemake)  # noqa: F821

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from spinebench.io import configure_job_logging, read_table
+from spinebench.io import read_table, run_job
 from spinebench.report import DEFAULT_TITLE, build_report_context, load_rejected, render_report, write_text
 from spinebench.vocab import TASKS
 
@@ -16,7 +16,6 @@ def read_json(path):
 
 
 def main(snakemake):
-    configure_job_logging(snakemake.log[0])
     breakdowns = [
         pd.read_csv(path, keep_default_na=False, na_values=[""]) for path in snakemake.input.breakdowns
     ]
@@ -49,4 +48,4 @@ def main(snakemake):
     write_text(markdown, snakemake.output.markdown)
 
 
-main(snakemake)  # noqa: F821
+run_job(main, snakemake)  # noqa: F821

@@ -2,13 +2,12 @@
 
 import logging
 
-from spinebench.io import configure_job_logging, write_json, write_table
+from spinebench.io import run_job, write_json, write_table
 from spinebench.metrics import score_model, write_csv
 from spinebench.vocab import TASKS
 
 
 def main(snakemake):
-    configure_job_logging(snakemake.log[0])
     model = snakemake.wildcards.model
     # The rule lists predictions and questions in vocab.TASKS order.
     predictions = dict(zip(TASKS, snakemake.input.predictions, strict=True))
@@ -33,4 +32,4 @@ def main(snakemake):
     write_table(scores.questions, snakemake.output.questions)
 
 
-main(snakemake)  # noqa: F821
+run_job(main, snakemake)  # noqa: F821

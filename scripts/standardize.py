@@ -7,7 +7,7 @@ were rejected.
 
 import logging
 
-from spinebench.io import configure_job_logging, write_table
+from spinebench.io import run_job, write_table
 from spinebench.standardize import (
     REJECTED_SCHEMA,
     STANDARDIZED_SCHEMA,
@@ -17,7 +17,6 @@ from spinebench.standardize import (
 
 
 def main(snakemake):
-    configure_job_logging(snakemake.log[0])
     source = snakemake.wildcards.source
     settings = dict(snakemake.params.settings)
     logging.info("standardizing %s from %s with settings %s", source, snakemake.input.archive, settings)
@@ -33,4 +32,4 @@ def main(snakemake):
     write_table(rejected, snakemake.output.rejected, schema=REJECTED_SCHEMA)
 
 
-main(snakemake)  # noqa: F821
+run_job(main, snakemake)  # noqa: F821

@@ -2,13 +2,11 @@
 
 import logging
 
-from spinebench.io import configure_job_logging, read_table, write_table
+from spinebench.io import read_table, run_job, write_table
 from spinebench.subset import SUBSET_SCHEMA, select_subset
 
 
 def main(snakemake):
-    # select_subset logs its own warnings (e.g. a size larger than the eligible pool) through this config.
-    configure_job_logging(snakemake.log[0])
     catalog = read_table(snakemake.input.catalog)
     diagnosis = read_table(snakemake.input.diagnosis)
     localization = read_table(snakemake.input.localization)
@@ -22,4 +20,4 @@ def main(snakemake):
     write_table(subset, snakemake.output[0], schema=SUBSET_SCHEMA)
 
 
-main(snakemake)  # noqa: F821
+run_job(main, snakemake)  # noqa: F821

@@ -11,13 +11,12 @@ import logging
 import time
 from pathlib import Path
 
-from spinebench.io import configure_job_logging
+from spinebench.io import run_job
 from spinebench.store import job_store
 from spinebench.synth.stored import write_source_stored
 
 
 def main(snakemake) -> None:
-    configure_job_logging(snakemake.log[0])
     log = logging.getLogger("synthesize_source")
     source = snakemake.wildcards.source
     out_dir = Path(snakemake.output[0])
@@ -52,4 +51,4 @@ def main(snakemake) -> None:
     )
 
 
-main(snakemake)  # noqa: F821
+run_job(main, snakemake)  # noqa: F821

@@ -19,7 +19,13 @@ decoder returns its grey image together with the stored image's size, which the 
 `max_side` (a DICOM comes back at that size already, a JPEG or PNG possibly larger).
 
 Whatever a decoder raises for a bad file is re-raised as `DecodeError` naming the decoder and its message, so
-that the render stage can reject exactly that image.
+that the render stage can reject exactly that image. The message is made stable first (`stable_message`):
+libraries name the in-memory file by its object address and SimpleITK its temporary copy by path, which
+would make the rejected tables differ from run to run.
+
+Bytes that cannot open a DICOM image's data set are refused before pydicom parses them
+(`check_data_set_start`), and pydicom stops at MAX_HEADER_ELEMENTS elements: told to read files without the
+'DICM' prefix, it otherwise parses anything, e.g. 128 MiB of zeros as 16 million empty elements (minutes).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ from __future__ import annotations
 import copy
 import io
 import os
+import re
+import struct
 import tempfile
 import warnings
 from collections.abc import Mapping
@@ -38,9 +46,11 @@ import pydicom
 from PIL import Image
 from pydicom.dataset import FileMetaDataset
 from pydicom.encaps import generate_frames
+from pydicom.filereader import read_partial
 from pydicom.multival import MultiValue
 from pydicom.pixels import get_decoder
 from pydicom.uid import JPEG2000, JPEG2000Lossless
+from pydicom.valuerep import EXPLICIT_VR_LENGTH_32
 
 from spinebench.scaled_decode import decode_j2k_reduced, draft_jpeg
 
@@ -62,9 +72,63 @@ _WIDE_MODES = ("I;16", "I;16B", "I;16L", "I", "F")
 # the largest real source image (VinDr, about 3000 x 3000) is far below it.
 MAX_PIXELS = 100_000_000
 
+# The most top-level elements a DICOM header may have. Real headers have a few hundred; a flood of tiny
+# elements (a hostile or garbage file) would otherwise take pydicom minutes to parse.
+MAX_HEADER_ELEMENTS = 10_000
+
+# The 'DICM' prefix follows a 128-byte preamble (PS3.10 7.1).
+_PREFIX_OFFSET = 128
+_PREFIX = b"DICM"
+# File Meta Information group (PS3.10 7.1), always explicit VR little endian.
+_META_GROUP = 0x0002
+# The groups an image's data set can begin with: 0008 (SOP Common, whose SOP Class UID is mandatory) or, in
+# a file that lacks it, a later group up to Pixel Data (7FE0). A big endian file's first groups, read as
+# little endian (0x0800, 0x1000...), fall in the range too.
+_FIRST_GROUPS = (0x0008, 0x7FE0)
+
+# Placeholders for what a library's message names but is no property of the file's bytes.
+MEMBER_PLACEHOLDER = "<member bytes>"
+TEMPORARY_PLACEHOLDER = "<temporary copy>"
+
 
 class DecodeError(ValueError):
     """A source image that cannot be decoded or windowed; the message says why."""
+
+
+# `<_io.BytesIO object at 0x7f...>`: how Pillow and pydicom name the in-memory file they were handed.
+_OBJECT_REPR = re.compile(r"<([\w.]+) object at 0x[0-9a-fA-F]+>")
+# `GDCMImageIO(0x562e...)`: ITK names the object that failed by its address.
+_ADDRESS_SUFFIX = re.compile(r"\(0x[0-9a-fA-F]+\)")
+# `/tmp/SimpleITK-build/.../itkGDCMImageIO.cxx:312:`: where in the library's C++ sources it failed.
+_SOURCE_LOCATION = re.compile(r"\S+\.(?:c|cc|cpp|cxx|h|hpp|hxx|txx):\d+:")
+# Files tempfile creates: `/tmp/tmpab12_x.dcm`.
+_TEMPORARY_FILE = re.compile(re.escape(tempfile.gettempdir()) + r"/tmp[\w-]+(?:\.\w+)?")
+
+
+def stable_message(message: str, temporary_path: str | None = None) -> str:
+    """A library's error message without what changes from run to run, on one line.
+
+    Object reprs (`<_io.BytesIO object at 0x...>`) become MEMBER_PLACEHOLDER, a temporary copy's path
+    TEMPORARY_PLACEHOLDER; object addresses, C++ source locations and embedded tracebacks are dropped.
+    The member itself is not named here: a decode outcome is stored by content (`spinebench.render_cache`),
+    so one message must fit every member with the same bytes; the render stage names the member around it.
+    """
+    # pydicom appends a formatted traceback (naming its install paths) to some messages: drop it.
+    message = message.split("Traceback (most recent call last):", 1)[0]
+    if temporary_path:
+        message = message.replace(temporary_path, TEMPORARY_PLACEHOLDER)
+    message = _TEMPORARY_FILE.sub(TEMPORARY_PLACEHOLDER, message)
+    message = _OBJECT_REPR.sub(
+        lambda match: MEMBER_PLACEHOLDER if match.group(1).endswith("BytesIO") else f"<{match.group(1)}>",
+        message,
+    )
+    message = _SOURCE_LOCATION.sub("", _ADDRESS_SUFFIX.sub("", message))
+    return " ".join(message.split())
+
+
+def library_error(what: str, error: BaseException, temporary_path: str | None = None) -> DecodeError:
+    """DecodeError `what: ErrorType: message` for an error a decoding library raised, made stable."""
+    return DecodeError(f"{what}: {type(error).__name__}: {stable_message(str(error), temporary_path)}")
 
 
 @dataclass(frozen=True)
@@ -243,26 +307,111 @@ def _rescale(dataset: pydicom.Dataset) -> tuple[float, float]:
 
 
 def _check_dimensions(dataset: pydicom.Dataset) -> tuple[int, int]:
-    """(Columns, Rows) of the file, after refusing multi-frame files and sizes beyond MAX_PIXELS before any
-    pixel data is decompressed."""
+    """(Columns, Rows) of the file, after refusing multi-frame files, sizes beyond MAX_PIXELS and
+    uncompressed pixel data shorter than the size declares, before any pixel data is decoded."""
     frames = int(_number_or(dataset, "NumberOfFrames", 1.0))
     if frames != 1:
         raise DecodeError(f"multi-frame DICOM ({frames} frames) is not a 2-D image")
     rows, columns = int(_number_or(dataset, "Rows", 0.0)), int(_number_or(dataset, "Columns", 0.0))
+    if rows < 1 or columns < 1:
+        raise DecodeError(f"the header declares {columns} x {rows} pixels: no image")
     if rows * columns > MAX_PIXELS:
         raise DecodeError(f"{columns} x {rows} pixels exceed the limit of {MAX_PIXELS}")
+    if _is_native(dataset.file_meta.TransferSyntaxUID):
+        _check_native_length(dataset, columns, rows)
     return columns, rows
 
 
-def _read_dicom_header(data: bytes) -> pydicom.Dataset:
-    """Parse a DICOM file's header with pydicom (pixel data stays encoded)."""
+def _is_native(syntax: pydicom.uid.UID) -> bool:
+    """Whether a transfer syntax stores pixel data uncompressed (False for one pydicom does not know)."""
     try:
-        # force=True: some files lack the 128-byte preamble; non-DICOM bytes then fail on the checks below.
-        dataset = pydicom.dcmread(io.BytesIO(data), force=True)
-    except Exception as error:  # pydicom raises many types for a mangled header
+        return not syntax.is_encapsulated
+    except ValueError:  # not a transfer syntax pydicom knows: a private one is left to SimpleITK
+        return False
+
+
+def _check_native_length(dataset: pydicom.Dataset, columns: int, rows: int) -> None:
+    """Refuse uncompressed pixel data shorter than Columns x Rows x SamplesPerPixel x BitsAllocated declare
+    (a truncated file, or a header whose size is wrong). Longer is allowed: odd lengths are padded."""
+    samples = int(_number_or(dataset, "SamplesPerPixel", 1.0))
+    bits = int(_number_or(dataset, "BitsAllocated", 0.0))
+    if str(dataset.get("PhotometricInterpretation", "")).strip().upper() == "YBR_FULL_422":
+        samples = 2  # two luma samples share one pair of chroma samples: 2 values per pixel, not 3
+    declared = (columns * rows * samples * bits + 7) // 8
+    stored = len(dataset.PixelData)
+    if stored < declared:
         raise DecodeError(
-            f"pydicom cannot parse the DICOM header: {type(error).__name__}: {error}"
-        ) from error
+            f"truncated pixel data: {stored} bytes where {columns} x {rows} pixels of {samples} x {bits} "
+            f"bits need {declared}"
+        )
+
+
+def _data_set_offset(data: bytes) -> int:
+    """Byte offset of a DICOM file's first data set element: past the preamble and 'DICM' prefix when
+    present, and past the File Meta Information elements (group 0002) when present."""
+    offset = _PREFIX_OFFSET + len(_PREFIX) if data[_PREFIX_OFFSET : _PREFIX_OFFSET + 4] == _PREFIX else 0
+    while offset + 8 <= len(data) and struct.unpack_from("<H", data, offset)[0] == _META_GROUP:
+        vr = data[offset + 4 : offset + 6]
+        if vr.decode("latin-1") in EXPLICIT_VR_LENGTH_32:  # 2 reserved bytes, then a 4-byte length
+            if offset + 12 > len(data):
+                return len(data)
+            offset += 12 + struct.unpack_from("<I", data, offset + 8)[0]
+        elif vr.isalpha() and vr.isupper():  # an explicit VR with a 2-byte length
+            offset += 8 + struct.unpack_from("<H", data, offset + 6)[0]
+        else:  # implicit VR, as some writers store the meta information against the standard
+            offset += 8 + struct.unpack_from("<I", data, offset + 4)[0]
+    return offset
+
+
+def check_data_set_start(data: bytes) -> None:
+    """Refuse, in microseconds, bytes whose data set does not begin like a DICOM image's.
+
+    The header is parsed with force=True (some files lack the preamble), under which pydicom reads any
+    bytes as data elements; zeros, for one, are elements (0000,0000) of length 0, eight bytes each.
+    """
+    offset = _data_set_offset(data)
+    if offset + 8 > len(data):  # not even one element header (tag and length) left
+        raise DecodeError(f"not a DICOM image: the file ends at byte {len(data)}, before any data set")
+    group, element = struct.unpack_from("<HH", data, offset)
+    if not _FIRST_GROUPS[0] <= group <= _FIRST_GROUPS[1]:
+        tag = f"tag ({group:04X},{element:04X}) at byte {offset}"
+        if data[_PREFIX_OFFSET : _PREFIX_OFFSET + 4] == _PREFIX:
+            where = f"the data set after the 'DICM' prefix and file meta information begins with {tag}"
+        else:
+            where = f"no 'DICM' prefix at byte {_PREFIX_OFFSET}, and the data set begins with {tag}"
+        raise DecodeError(f"not a DICOM image: {where}, which no image header begins with")
+
+
+class _ElementBudget:
+    """pydicom `stop_when` callback that refuses a header of more than MAX_HEADER_ELEMENTS elements.
+
+    Raising (rather than returning True, which would only stop the reading) makes the file a DecodeError.
+    """
+
+    def __init__(self) -> None:
+        self.elements = 0
+
+    def __call__(self, tag, vr, length) -> bool:
+        self.elements += 1
+        if self.elements > MAX_HEADER_ELEMENTS:
+            raise DecodeError(
+                f"not a DICOM image: its header has more than {MAX_HEADER_ELEMENTS} elements "
+                f"(the last read: {tag})"
+            )
+        return False
+
+
+def _read_dicom_header(data: bytes) -> pydicom.Dataset:
+    """Parse a DICOM file's header with pydicom (pixel data stays encoded), after the cheap checks."""
+    check_data_set_start(data)
+    try:
+        # force=True: some files lack the 128-byte preamble. read_partial is dcmread's reader, with a
+        # stop_when callback that bounds the number of elements.
+        dataset = read_partial(io.BytesIO(data), stop_when=_ElementBudget(), force=True)
+    except DecodeError:
+        raise
+    except Exception as error:  # pydicom raises many types for a mangled header
+        raise library_error("pydicom cannot parse the DICOM header", error) from error
     if "PixelData" not in dataset:
         raise DecodeError("not a DICOM image: no PixelData element")
     meta = getattr(dataset, "file_meta", None)
@@ -297,7 +446,7 @@ def _pixels_with_simpleitk(dataset: pydicom.Dataset) -> np.ndarray:
     GDCM does not only decode: it also applies RescaleSlope/Intercept and inverts MONOCHROME1. SimpleITK is
     therefore handed a copy of the file whose display fields are neutral (MONOCHROME2, no rescale), so that
     it returns stored values and both decoders feed the same rescale/window/invert steps. SimpleITK has no
-    in-memory reader, so the copy goes through a temporary file.
+    in-memory reader, so the copy goes through a temporary file. Raises DecodeError when it cannot decode.
     """
     import SimpleITK as sitk  # imported lazily: only needed for the rare syntaxes pydicom cannot decode
 
@@ -312,6 +461,11 @@ def _pixels_with_simpleitk(dataset: pydicom.Dataset) -> np.ndarray:
         with os.fdopen(descriptor, "wb") as handle:
             neutral.save_as(handle, enforce_file_format=False)
         array = sitk.GetArrayFromImage(sitk.ReadImage(path))
+    except Exception as error:  # its message names the temporary copy: replaced by a placeholder
+        syntax = dataset.file_meta.TransferSyntaxUID
+        raise library_error(
+            f"pydicom has no decoder for transfer syntax {syntax} and SimpleITK cannot decode it", error, path
+        ) from error
     finally:
         os.unlink(path)
     # A single-frame file comes back as a (1, rows, columns) volume.
@@ -345,6 +499,12 @@ def decode_dicom(data: bytes, settings: RenderSettings | None = None) -> DicomPi
     else:
         stored, decoder = _full_pixels(dataset)
     values = _as_grey_values(np.asarray(stored), str(dataset.get("PhotometricInterpretation", "")))
+    if reduced is None and values.shape != (full_size[1], full_size[0]):
+        # SimpleITK sizes the image from the codestream, not the header; the render fits the header's size.
+        raise DecodeError(
+            f"{decoder} decoded {values.shape[1]} x {values.shape[0]} pixels where the header declares "
+            f"{full_size[0]} x {full_size[1]}"
+        )
     if (slope, intercept) != (1.0, 0.0):
         values = values * slope + intercept
     return DicomPixels(
@@ -363,16 +523,8 @@ def _full_pixels(dataset: pydicom.Dataset) -> tuple[np.ndarray, str]:
         try:
             return _pixels_with_pydicom(dataset), "pydicom"
         except Exception as error:  # a truncated or corrupt pixel data element or codestream
-            raise DecodeError(
-                f"pydicom cannot decode the pixel data: {type(error).__name__}: {error}"
-            ) from error
-    try:
-        return _pixels_with_simpleitk(dataset), "SimpleITK"
-    except Exception as error:
-        raise DecodeError(
-            f"pydicom has no decoder for transfer syntax {syntax} and SimpleITK cannot decode it: "
-            f"{type(error).__name__}: {str(error).strip()}"
-        ) from error
+            raise library_error("pydicom cannot decode the pixel data", error) from error
+    return _pixels_with_simpleitk(dataset), "SimpleITK"
 
 
 def _reduced_pixels(
@@ -468,7 +620,7 @@ def raster_to_grey(data: bytes, settings: RenderSettings | None = None) -> GreyI
     except DecodeError:
         raise
     except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError... for a bad file
-        raise DecodeError(f"Pillow cannot decode the image: {type(error).__name__}: {error}") from error
+        raise library_error("Pillow cannot decode the image", error) from error
 
 
 # ------------------------------------------------------------------------------------------------ dispatch
@@ -485,7 +637,16 @@ def image_format(member: str) -> str:
 
 
 def decode_to_grey(data: bytes, member: str, modality: str, settings: RenderSettings) -> GreyImage:
-    """Decode one source image (format from the member's suffix) to 2-D uint8 display grey levels."""
-    if image_format(member) == "dicom":
-        return dicom_to_grey(data, modality, settings)
-    return raster_to_grey(data, settings)
+    """Decode one source image (format from the member's suffix) to 2-D uint8 display grey levels.
+
+    Raises DecodeError only: whatever else a decoding step raises for a file no check above foresaw
+    becomes one too, so that a single odd file is a rejected row rather than a failed render job.
+    """
+    try:
+        if image_format(member) == "dicom":
+            return dicom_to_grey(data, modality, settings)
+        return raster_to_grey(data, settings)
+    except DecodeError:
+        raise
+    except (ArithmeticError, LookupError, ValueError, TypeError, OSError) as error:
+        raise library_error("the file breaks an unchecked assumption of the decoder", error) from error

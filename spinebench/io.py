@@ -10,8 +10,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -89,11 +92,81 @@ def rejected_frame(rows: list[dict] | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows or [], columns=columns).astype("string")
 
 
+# `extra=` of a log record that the person running the workflow should see on the console as well
+# (a warning that changes the benchmark, such as a smaller subset than asked for), not only in the log.
+CONSOLE = {"console": True}
+
+
 def configure_job_logging(log_path: str | os.PathLike) -> None:
-    """Send the `logging` records of a Snakemake job to its `log:` file (one format for every rule)."""
+    """Send the `logging` records of a Snakemake job to its `log:` file (one format for every rule), and
+    the records logged with `extra=CONSOLE` also to stderr, which Snakemake shows on the console."""
     logging.basicConfig(
         filename=log_path,
         level=logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         force=True,
     )
+    console = logging.StreamHandler(sys.stderr)
+    console.addFilter(lambda record: getattr(record, "console", False))
+    console.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.getLogger().addHandler(console)
+
+
+# How many files of one input or output name a failure report lists (a rule may take hundreds of shards).
+_FILES_LISTED = 5
+
+
+def run_job(main: Callable[[Any], None], snakemake: Any) -> None:
+    """Run the `main(snakemake)` of a Snakemake `script:` with its logging sent to the job's `log:` file.
+
+    Every scripts/*.py ends with this call. When the job fails, Snakemake says "check log file(s) for error
+    details", but the traceback only reaches the job's stderr, which a cluster executor may discard. So
+    any exception is written to the log file with its traceback and the job's wildcards, inputs and
+    outputs (the files it concerns), then re-raised: the job still fails.
+    """
+    configure_job_logging(snakemake.log[0])
+    try:
+        main(snakemake)
+    except BaseException as error:  # KeyboardInterrupt too: an interrupted job says so in its log
+        logging.getLogger("spinebench.job").critical(
+            "job failed: %s: %s\n%s", type(error).__name__, error, job_context(snakemake), exc_info=error
+        )
+        raise
+
+
+def job_context(snakemake: Any) -> str:
+    """The wildcards, input and output files of a job, one kind a line (what a failure concerns)."""
+    lines = []
+    for kind in ("wildcards", "input", "output"):
+        try:
+            described = _describe_files(getattr(snakemake, kind, None))
+        except Exception as error:  # the failure report must not fail: say what could not be listed
+            described = f"(cannot be listed: {type(error).__name__}: {error})"
+        if described:
+            lines.append(f"  {kind}: {described}")
+    return "\n".join(lines)
+
+
+def _describe_files(files: Any) -> str:
+    """`name=value` pairs of a Snakemake Namedlist or a namespace, else its values; long lists shortened."""
+    if files is None:
+        return ""
+    if hasattr(files, "items"):
+        pairs = list(files.items())  # a Namedlist lists only its named entries here
+    elif hasattr(files, "__dict__"):
+        pairs = list(vars(files).items())
+    else:
+        pairs = []
+    if pairs:
+        return ", ".join(f"{name}={_shortened(value)}" for name, value in pairs)
+    return _shortened(files)
+
+
+def _shortened(value: Any) -> str:
+    """A file name as is; a list of them as its first few names and how many there are."""
+    if isinstance(value, str | os.PathLike) or not isinstance(value, Iterable):
+        return str(value)
+    values = [str(item) for item in value]
+    if len(values) > _FILES_LISTED:
+        return f"[{', '.join(values[:_FILES_LISTED])}, ... ({len(values)} files)]"
+    return f"[{', '.join(values)}]"

@@ -8,7 +8,8 @@ replicated in the three channels. The PNG encoding is fixed (no metadata, no opt
 a constant zlib level), so the same inputs and params give byte-identical PNGs.
 
 A member that cannot be read or decoded never stops the shard: it becomes a rejected row naming the member
-and the reader's or decoder's error.
+and the reader's or decoder's error. So does a constant image (every pixel the same grey, e.g. an all-zero
+file, which the windowing renders black): it shows nothing a question could be asked about.
 """
 
 from __future__ import annotations
@@ -128,7 +129,23 @@ def _render_row(
         outcome = decode_outcome(data, member, str(modality), settings)
     if isinstance(outcome, DecodeFailure):
         return f"cannot decode archive member {member}: {outcome.message}"
+    level = constant_level(outcome)
+    if level is not None:
+        return f"constant image (every pixel {level}): nothing to see"
     return outcome
+
+
+def constant_level(image: RenderedImage) -> int | None:
+    """The grey level of every pixel of a constant rendered image; None when its pixels differ.
+
+    Decided on the stored `variance`, which is exactly 0 for a constant image and only for one (computed
+    on integers, `spinebench.quality`), so that an image taken from the store is judged as a fresh one;
+    only then is the PNG opened, to read the level.
+    """
+    if image.quality["variance"] != 0.0:
+        return None
+    with Image.open(io.BytesIO(image.png)) as png:
+        return int(png.convert("L").getpixel((0, 0)))
 
 
 @dataclass(frozen=True)

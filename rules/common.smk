@@ -5,13 +5,27 @@ import os
 
 from snakemake.utils import validate
 
+from spinebench.cleanup import remove_stale_temporaries
+from spinebench.config_checks import check_config
 from spinebench.inventory import write_inventory
 from spinebench.shards import shard_names
 from spinebench.vocab import TASKS
 
 validate(config, schema="../schemas/params.schema.json")
 
+
+def needs_predictions(model):
+    """Whether some prediction table of `model` is still to be written (its key is then needed)."""
+    return not all(
+        os.path.exists(f"results/predictions/{model}/{task}.parquet") for task in TASKS
+    )
+
+
+check_config(config, needs_predictions)
+
 BUILD = config["mode"] == "build"
+# Folders whose writers leave `.{name}.*.tmp` temporaries when a run is killed (spinebench/cleanup.py).
+TEMPORARY_ROOTS = ("results", "resources/synthetic", "logs")
 SOURCES = list(config["sources"])
 MODELS = list(config["models"])
 ENCODER = config["embed"]["encoder"]
@@ -170,3 +184,9 @@ def report_files():
     if BUILD:
         files.append("results/benchmark/manifest.json")
     return files
+
+
+onstart:
+    # Under the Snakemake lock: what a killed run left half-written is no run's work in progress.
+    for path in remove_stale_temporaries(TEMPORARY_ROOTS):
+        print(f"removed {path}, left behind by an interrupted run")

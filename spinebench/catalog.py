@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from spinebench.io import CONSOLE
 from spinebench.tables import IMAGES_SCHEMA
 
 log = logging.getLogger(__name__)
@@ -173,6 +174,7 @@ def check_source_images(counts: Mapping[str, int]) -> None:
             "%s: no rendered image, the benchmark is built without this source "
             "(its rejected tables under results/rejected/ say why)",
             source,
+            extra=CONSOLE,
         )
     if not any(counts.values()):
         raise EmptyBenchmarkError(

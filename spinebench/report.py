@@ -7,6 +7,7 @@ and stay free of logic; nothing time-dependent enters the context, so the same i
 
 from __future__ import annotations
 
+import html
 import os
 import tempfile
 from collections.abc import Mapping, Sequence
@@ -266,11 +267,24 @@ def markdown_cell(value) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+def escape_markdown_html(value) -> str:
+    """Any expression's output in the Markdown report, with HTML's special characters as entities.
+
+    Markdown passes raw HTML through, so a model's output or a label holding `<script>` would run in
+    whatever renders the report; as entities it shows as the text it is, as in the HTML report.
+    """
+    return html.escape(str(value), quote=False)
+
+
 def template_environment(template_dir: Path, autoescape: bool) -> jinja2.Environment:
-    """A strict Jinja environment (undefined names fail) over `template_dir`."""
+    """A strict Jinja environment (undefined names fail) over `template_dir`.
+
+    HTML is autoescaped by Jinja; Markdown escapes every expression's output through a finalize hook.
+    """
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(template_dir)),
         autoescape=autoescape,
+        finalize=None if autoescape else escape_markdown_html,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         trim_blocks=True,
@@ -283,7 +297,7 @@ def template_environment(template_dir: Path, autoescape: bool) -> jinja2.Environ
 def render_report(
     context: Mapping, html_template: str | os.PathLike, markdown_template: str | os.PathLike
 ) -> tuple[str, str]:
-    """(HTML, Markdown) rendered from the two template files; HTML is autoescaped, Markdown is not."""
+    """(HTML, Markdown) rendered from the two template files, each escaping what it shows."""
     rendered = []
     for path, autoescape in ((Path(html_template), True), (Path(markdown_template), False)):
         environment = template_environment(path.parent, autoescape)

@@ -23,6 +23,7 @@ import pyarrow as pa
 
 from spinebench import vocab
 from spinebench.catalog import format_ids
+from spinebench.io import CONSOLE
 from spinebench.questions import OPTION_COLUMNS
 from spinebench.seeding import item_int
 
@@ -277,7 +278,7 @@ def select_subset(
         warnings.extend(task_warnings)
         frames.append(pd.DataFrame({"question_id": selected, "task": task, "rank": np.arange(len(selected))}))
     for warning in warnings:
-        logger.warning(warning)
+        logger.warning(warning, extra=CONSOLE)  # a smaller subset than asked for changes the benchmark
     subset = pd.concat(frames, ignore_index=True)
     subset["question_id"] = subset["question_id"].astype(str)
     subset["task"] = subset["task"].astype(str)

@@ -18,6 +18,7 @@ from spinebench.report import (
     percent,
     percent_interval,
     render_report,
+    template_environment,
 )
 from tests.test_metrics import CATALOG, fake_snakemake, run_score_script, write_benchmark
 
@@ -242,3 +243,17 @@ def test_context_has_no_run_dependent_values(inputs):
         )
 
     assert context() == context()
+
+
+def test_markdown_escapes_html_in_every_expression(tmp_path):
+    """Markdown passes raw HTML through: a label or a model's text holding markup must show as text."""
+    (tmp_path / "cell.md.j2").write_text("| {{ text | md }} |\n{{ text }}\n", encoding="utf-8")
+    environment = template_environment(tmp_path, autoescape=False)
+    hostile = "Osteophytes <script>alert(1)</script> | & <img src=x onerror=alert(2)>"
+    rendered = environment.get_template("cell.md.j2").render(text=hostile)
+    assert "<script>" not in rendered and "<img" not in rendered
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; \\| &amp; &lt;img" in rendered.splitlines()[0]
+    assert (
+        rendered.splitlines()[1]
+        == "Osteophytes &lt;script&gt;alert(1)&lt;/script&gt; | &amp; &lt;img src=x onerror=alert(2)&gt;"
+    )

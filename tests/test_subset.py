@@ -241,6 +241,8 @@ def test_oversized_request_selects_all_eligible_and_warns(caplog):
     )
     assert len(subset.attrs["warnings"]) == 2
     assert "diagnosis: 10000 questions requested" in caplog.text
+    # Shown on the console too (spinebench.io.CONSOLE), not only in logs/subset.log.
+    assert all(getattr(record, "console", False) for record in caplog.records)
 
 
 def test_question_with_unknown_image_is_named():

@@ -55,7 +55,15 @@ CSXA_SHEET = "datasets.xlsx"
 
 
 class ArchiveError(Exception):
-    """A raw archive cannot be resolved or read safely (the message names the archive and member)."""
+    """A raw archive cannot be resolved or read safely (the message names the archive and member).
+
+    `detail`, for an error about one member, is the message without the archive's location: what a
+    rejected row records, so that the rejected tables do not depend on where the archive lies.
+    """
+
+    def __init__(self, message: str, detail: str | None = None) -> None:
+        super().__init__(message)
+        self.detail = detail or message
 
 
 def validate_member_path(archive: str, name: str) -> str:
@@ -86,9 +94,8 @@ def is_packaging(name: str) -> bool:
 
 def _check_size(archive: str, member: str, size: int) -> None:
     if size > MAX_MEMBER_BYTES:
-        raise ArchiveError(
-            f"{archive}: member {member!r} is {size} bytes, over the {MAX_MEMBER_BYTES}-byte limit"
-        )
+        detail = f"member {member!r} is {size} bytes, over the {MAX_MEMBER_BYTES}-byte limit"
+        raise ArchiveError(f"{archive}: {detail}", detail)
 
 
 @dataclass(frozen=True)
@@ -218,7 +225,8 @@ class _ZipContainer(_Container):
                 # Read one byte past the limit so a header that understates the size is still caught.
                 data = stream.read(MAX_MEMBER_BYTES + 1)
         except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as error:
-            raise ArchiveError(f"{self.label}: member {name!r} is corrupt ({error})") from error
+            detail = f"member {name!r} is corrupt ({error})"
+            raise ArchiveError(f"{self.label}: {detail}", detail) from error
         _check_size(self.label, name, len(data))
         return data
 
@@ -359,7 +367,8 @@ class SourceArchive:
         try:
             return self._mounts[member]
         except KeyError:
-            raise ArchiveError(f"{self.label}: member {member!r} not found") from None
+            detail = f"member {member!r} not found"
+            raise ArchiveError(f"{self.label}: {detail}", detail) from None
 
     def size(self, member: str) -> int:
         """Uncompressed size of `member` in bytes (as recorded in the zip header or on disk)."""

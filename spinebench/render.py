@@ -121,8 +121,11 @@ def _render_row(
         return "the standardized row names no archive member"
     try:
         data = archive.read(member)
-    except (ArchiveError, OSError) as error:  # OSError: a folder member that vanished or is unreadable
-        return f"cannot read archive member {member}: {error}"
+    except ArchiveError as error:
+        return f"cannot read archive member {member}: {error.detail}"
+    except OSError as error:  # a folder member that vanished or is unreadable
+        # strerror, not str(error): the latter holds the absolute path, which differs between machines.
+        return f"cannot read archive member {member}: {error.strerror or type(error).__name__}"
     if cache is not None:
         outcome = cache.outcome(data, member, str(modality), settings)
     else:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import tempfile
 
+import pytest
+
 from spinebench.cleanup import remove_stale_temporaries, stale_temporaries
+
+pytestmark = pytest.mark.faults  # the fault-injection suite (pytest -m faults)
 
 
 def test_only_writer_temporaries_are_removed(tmp_path):

@@ -14,6 +14,8 @@ from spinebench.backends import REGISTRY, BackendError, make_backend, openai_com
 from spinebench.config_checks import ConfigError, check_config
 from spinebench.workflow import SNAKEMAKE, copy_workflow
 
+pytestmark = pytest.mark.faults  # the fault-injection suite (pytest -m faults)
+
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = json.loads((REPO / "schemas" / "params.schema.json").read_text())
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())

@@ -27,6 +27,8 @@ from tests import fault_server
 from tests.fault_server import FaultServer
 from tests.test_predict_resume import make_benchmark, openai_settings
 
+pytestmark = pytest.mark.faults  # the fault-injection suite (pytest -m faults)
+
 
 def predict(paths: dict, settings: dict, jsonl):
     """What scripts/predict.py runs for one model and the diagnosis task (without finalizing)."""

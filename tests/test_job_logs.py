@@ -13,6 +13,8 @@ import pytest
 from spinebench.io import CONSOLE, configure_job_logging, write_table
 from tests.test_render import rsna_folder
 
+pytestmark = pytest.mark.faults  # the fault-injection suite (pytest -m faults)
+
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted((REPO / "scripts").glob("*.py"))
 RENDER_SETTINGS = {

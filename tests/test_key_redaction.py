@@ -26,6 +26,8 @@ from tests import fault_server
 from tests.fault_server import FaultServer
 from tests.test_predict_resume import make_benchmark, run_predict_script, script_inputs
 
+pytestmark = pytest.mark.faults  # the fault-injection suite (pytest -m faults)
+
 MODEL_KEY = "sk-proj-Zq81cVx0-model-key-9d7e55aa31"
 JUDGE_KEY = "sk-judge-4b2f0c11e9a8-another-secret"
 

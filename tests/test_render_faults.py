@@ -23,6 +23,8 @@ from spinebench.render_cache import RenderCache
 from spinebench.store import Store
 from tests.test_decode import RAMP, SETTINGS, dicom_bytes, raster_bytes, simpleitk_jpeg_lossless_bytes
 
+pytestmark = pytest.mark.faults  # the fault-injection suite (pytest -m faults)
+
 REPO = Path(__file__).resolve().parents[1]
 RENDER_SETTINGS = {
     "max_side": 64,

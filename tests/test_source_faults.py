@@ -24,6 +24,8 @@ from spinebench.standardize import (
 )
 from tests.test_empty_inputs import IMAGE_SUFFIXES, source_settings, standardize
 
+pytestmark = pytest.mark.faults  # the fault-injection suite (pytest -m faults)
+
 VINDR_HEADER = "study_id,series_id,image_id,rad_id,lesion_type,xmin,ymin,xmax,ymax"
 VINDR_SETTINGS = {"splits": ["train"], "multi_lesion": "most_boxes"}
 

@@ -16,6 +16,8 @@ import pytest
 
 from spinebench.synth.parallel import MIN_ITEMS_PER_WORKER, WorkerDiedError, ordered_map
 
+pytestmark = pytest.mark.faults  # the fault-injection suite (pytest -m faults)
+
 ITEMS = list(range(40))  # enough for 2 and 3 workers to fork (MIN_ITEMS_PER_WORKER each)
 
 

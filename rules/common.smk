@@ -7,6 +7,7 @@ from snakemake.utils import validate
 
 from spinebench.cleanup import remove_stale_temporaries
 from spinebench.config_checks import check_config
+from spinebench.run_summary import format_summary, summary_rows
 from spinebench.inventory import write_inventory
 from spinebench.shards import shard_names
 from spinebench.vocab import TASKS
@@ -190,3 +191,8 @@ onstart:
     # Under the Snakemake lock: what a killed run left half-written is no run's work in progress.
     for path in remove_stale_temporaries(TEMPORARY_ROOTS):
         print(f"removed {path}, left behind by an interrupted run")
+
+
+onsuccess:
+    # Per model and task: questions, requests (retries included), failures, the predict job's wall time.
+    print(format_summary(summary_rows(MODELS, TASKS)))

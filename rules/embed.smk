@@ -5,7 +5,7 @@ rule embed_shard:
     input:
         images="results/images/{source}/{shard}.parquet",
         encoder=encoder_files(),
-        code=package("embed", "embeddings", "store", "codeversion"),
+        code=package("embed", "embeddings", "store", "codeversion", "progress"),
     output:
         "results/embeddings/{encoder}/{source}/{shard}.parquet",
     log:

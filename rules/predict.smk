@@ -14,6 +14,7 @@ rule predict:
         code=package(
             "predict",
             "journal",
+            "progress",
             "finalize",
             "prompts",
             "extract",

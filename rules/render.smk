@@ -13,6 +13,7 @@ rule render_shard:
             "quality",
             "render",
             "render_cache",
+            "progress",
             "shards",
             "tables",
             "store",

@@ -50,6 +50,7 @@ from spinebench.embeddings import (
     expected_device_kind,
     local_config_path,
 )
+from spinebench.progress import LogProgress
 
 log = logging.getLogger(__name__)
 
@@ -240,10 +241,11 @@ def make_embedder(settings: EncoderSettings, seed: int, threads: int | None = No
 
     def embed(pngs: Sequence[bytes], image_ids: Sequence[str]) -> np.ndarray:
         chunks = [np.zeros((0, encoder.dim), dtype=np.float32)]
-        for start in range(0, len(pngs), encoder.batch_size):
-            stop = start + encoder.batch_size
-            chunks.append(encoder.embed_pngs(pngs[start:stop], names=image_ids[start:stop]))
-            log.info("embedded %d / %d image(s)", min(stop, len(pngs)), len(pngs))
+        with LogProgress(log, "embed", len(pngs), unit="images") as progress:
+            for start in range(0, len(pngs), encoder.batch_size):
+                stop = start + encoder.batch_size
+                chunks.append(encoder.embed_pngs(pngs[start:stop], names=image_ids[start:stop]))
+                progress.advance(len(chunks[-1]))
         return np.concatenate(chunks, axis=0)
 
     return embed

@@ -47,6 +47,7 @@ from spinebench.journal import (
     read_records,
     redact_records,
 )
+from spinebench.progress import LogProgress
 from spinebench.prompts import question_options, render_prompt
 from spinebench.vocab import TASKS
 
@@ -302,7 +303,8 @@ def run_predictions(
     expected = {entry.question_id for entry in pending}
     stopped: RunStopped | None = None
 
-    with RecordWriter(jsonl_path, fsync_every) as writer:
+    label = f"{backend.model_name}/{task}"
+    with RecordWriter(jsonl_path, fsync_every) as writer, LogProgress(log, label, len(pending)) as progress:
 
         def record_result(result: ItemResult) -> None:
             if result.question_id not in expected:
@@ -322,6 +324,7 @@ def run_predictions(
                 }
             )
             outcome["succeeded" if result.ok else "failed"] += 1
+            progress.advance(failed=not result.ok)
             if not result.ok and not first_error:
                 first_error.append(f"{result.question_id}: {error}")
 

@@ -30,6 +30,7 @@ from PIL import Image
 from spinebench.archive import ArchiveError, open_source
 from spinebench.decode import DecodeError, RenderSettings, decode_to_grey, fitted_size
 from spinebench.io import rejected_frame
+from spinebench.progress import LogProgress
 from spinebench.quality import QUALITY_COLUMNS, image_quality
 from spinebench.tables import IMAGES_SCHEMA
 
@@ -168,6 +169,19 @@ def decode_outcome(
         return DecodeFailure(str(error))
 
 
+def _image_record(image_id: str, outcome: RenderedImage) -> dict:
+    """The images-table row of one rendered image."""
+    return {
+        "image_id": image_id,
+        "png": outcome.png,
+        # Lets consumers (the prediction fingerprint) tell a re-rendered image from the old one.
+        "png_sha256": hashlib.sha256(outcome.png).hexdigest(),
+        "width": outcome.width,
+        "height": outcome.height,
+        **{column: outcome.quality[column] for column in QUALITY_COLUMNS},
+    }
+
+
 def images_frame(records: list[dict]) -> pd.DataFrame:
     """The images table (IMAGES_SCHEMA columns and dtypes) from per-image records."""
     table = pa.Table.from_pylist(records, schema=IMAGES_SCHEMA)
@@ -190,22 +204,14 @@ def render_rows(
         settings = RenderSettings.from_params(settings)
     rows = _check_rows(rows)
     images, rejected = [], []
-    for image_id, member, modality in rows[list(REQUIRED_COLUMNS)].itertuples(index=False, name=None):
-        outcome = _render_row(archive, member, modality, settings, cache)
-        if isinstance(outcome, str):
-            rejected.append(_rejection(source, str(image_id), member, outcome))
-            continue
-        images.append(
-            {
-                "image_id": str(image_id),
-                "png": outcome.png,
-                # Lets consumers (the prediction fingerprint) tell a re-rendered image from the old one.
-                "png_sha256": hashlib.sha256(outcome.png).hexdigest(),
-                "width": outcome.width,
-                "height": outcome.height,
-                **{column: outcome.quality[column] for column in QUALITY_COLUMNS},
-            }
-        )
+    with LogProgress(log, f"{source} render", len(rows), unit="images") as progress:
+        for image_id, member, modality in rows[list(REQUIRED_COLUMNS)].itertuples(index=False, name=None):
+            outcome = _render_row(archive, member, modality, settings, cache)
+            if isinstance(outcome, str):
+                rejected.append(_rejection(source, str(image_id), member, outcome))
+            else:
+                images.append(_image_record(str(image_id), outcome))
+            progress.advance(failed=isinstance(outcome, str))
     log.info("%s: rendered %d image(s), rejected %d", source, len(images), len(rejected))
     return images_frame(images), rejected_frame(rejected)
 

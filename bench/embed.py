@@ -3,6 +3,7 @@
     .venv/bin/python bench/embed.py                                   # params.yaml settings (tiny encoder)
     .venv/bin/python bench/embed.py --architecture ViT-B-16-SigLIP2   # the real architecture, random init
     .venv/bin/python bench/embed.py --images 50 --threads 1
+    .venv/bin/python bench/embed.py --architecture ViT-B-16-SigLIP2 --dtype bfloat16   # on a GPU
 
 Rendering is timed on in-memory source images of typical size, one format at a time (decode, window,
 downscale, quality metrics, PNG encoding): MR slices as uncompressed 16-bit DICOM, radiographs as JPEG 2000
@@ -45,6 +46,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--images", type=int, default=100, help="images per rendering format and for embedding"
     )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
+    parser.add_argument(
+        "--dtype",
+        default="bfloat16",
+        choices=("float32", "bfloat16", "float16"),
+        help="autocast dtype of the extra encoder-only timing (bf16 is the GPU path)",
+    )
     parser.add_argument("--skip-render", action="store_true")
     parser.add_argument("--skip-embed", action="store_true")
     return parser.parse_args(argv)
@@ -122,8 +129,9 @@ def bench_render(count: int, settings: dict, report: bool = True) -> list[bytes]
     return pngs
 
 
-def bench_embed(pngs: list[bytes], settings: dict, seed: int, threads: int) -> None:
-    """Print embedding images/s for the configured encoder (random init when no checkpoint)."""
+def bench_embed(pngs: list[bytes], settings: dict, seed: int, threads: int, dtype: str = "float32") -> None:
+    """Print embedding images/s for the configured encoder (random init when no checkpoint), then the
+    encoder-only rates (forward passes on tensors prepared beforehand) in float32 and in `dtype`."""
     start = time.perf_counter()
     encoder = load_encoder(settings, seed, threads=threads)
     loaded = time.perf_counter() - start
@@ -142,6 +150,13 @@ def bench_embed(pngs: list[bytes], settings: dict, seed: int, threads: int) -> N
         f"embed   the same images in batched forward passes: {batched:8.1f} images/s (what running each "
         f"image alone, for store-invariant embeddings, costs against it; docs/caching.md)"
     )
+    for name in dict.fromkeys(("float32", dtype)):
+        alone, together = encoder_only_rates(encoder, len(pngs), getattr(torch, name))
+        print(
+            f"embed   encoder only ({name}, no PNG decoding or preprocessing): {alone:8.1f} images/s one "
+            f"at a time, {together:8.1f} images/s batched; the pipeline reaches "
+            f"{len(pngs) / elapsed / alone:.0%} of the one-at-a-time rate"
+        )
 
 
 def batched_forward_rate(encoder, pngs: list[bytes]) -> float:
@@ -155,6 +170,25 @@ def batched_forward_rate(encoder, pngs: list[bytes]) -> float:
         with torch.inference_mode():
             encoder.visual(torch.stack(batch).to(encoder.device))
     return len(pngs) / (time.perf_counter() - start)
+
+
+def encoder_only_rates(encoder, count: int, dtype: torch.dtype) -> tuple[float, float]:
+    """(images/s one image per forward pass, images/s in batches) of the visual encoder alone, on random
+    inputs of its size prepared beforehand, under autocast to `dtype` (float32: no autocast)."""
+    shape = encoder.preprocess(Image.new("RGB", (64, 64))).shape  # (3, side, side) of this encoder
+    inputs = torch.randn(count, *shape).to(encoder.device)
+    autocast = torch.autocast(encoder.device.type, dtype=dtype, enabled=dtype != torch.float32)
+    rates = []
+    for step in (1, encoder.batch_size):
+        with torch.inference_mode(), autocast:
+            encoder.visual(inputs[:step])  # warm-up of this shape
+            started = time.perf_counter()
+            for first in range(0, count, step):
+                encoder.visual(inputs[first : first + step])
+            if encoder.device.type == "cuda":
+                torch.cuda.synchronize()
+        rates.append(count / (time.perf_counter() - started))
+    return rates[0], rates[1]
 
 
 def main(argv: list[str]) -> None:
@@ -173,7 +207,7 @@ def main(argv: list[str]) -> None:
         settings["batch_size"] = args.batch_size
     if not pngs:
         pngs = bench_render(max(1, -(-args.images // len(RENDER_CASES))), params["render"], report=False)
-    bench_embed(pngs[: args.images], settings, int(params["seeds"]["encoder"]), args.threads)
+    bench_embed(pngs[: args.images], settings, int(params["seeds"]["encoder"]), args.threads, args.dtype)
 
 
 if __name__ == "__main__":

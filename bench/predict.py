@@ -3,6 +3,7 @@
     .venv/bin/python bench/predict.py                          # 400 items at concurrency 16 and 64, 50 ms
     .venv/bin/python bench/predict.py --items 1000 --concurrency 8 32 128 --latency 0.1
     .venv/bin/python bench/predict.py --transformers           # also a tiny random LLaVA (GPU when present)
+    .venv/bin/python bench/predict.py --transformers --torch-dtype bfloat16   # on a GPU
 
 The fault server (tests/fault_server.py, no faults injected) runs in its own process so that its work does
 not compete with the client for the GIL; every request carries a PNG of --image-side pixels as a base64
@@ -45,6 +46,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--latency", type=float, default=0.05, help="server latency per request, seconds")
     parser.add_argument("--image-side", type=int, default=128, help="side of the (noise) PNG sent per item")
     parser.add_argument("--transformers", action="store_true", help="also time a tiny random local LLaVA")
+    parser.add_argument(
+        "--torch-dtype",
+        default="float32",
+        choices=("auto", "float32", "float16", "bfloat16"),
+        help="the transformers model's dtype (bfloat16 on a GPU)",
+    )
     return parser.parse_args(argv)
 
 
@@ -162,6 +169,8 @@ def bench_openai(args: argparse.Namespace) -> None:
 
 
 def bench_transformers(args: argparse.Namespace) -> None:
+    """Items/s of the transformers backend (prompt, image decoding, generation, decoding) against the
+    model-only rate (generate() on inputs prepared beforehand) measured in the same run."""
     import torch
 
     from tests.test_transformers_backend import build_tiny_llava
@@ -173,7 +182,13 @@ def bench_transformers(args: argparse.Namespace) -> None:
         for batch_size in (1, 8, 32):
             backend = make_backend(
                 "tiny-llava",
-                {"backend": "transformers", "path": tmp, "batch_size": batch_size, "max_new_tokens": 32},
+                {
+                    "backend": "transformers",
+                    "path": tmp,
+                    "batch_size": batch_size,
+                    "max_new_tokens": 32,
+                    "torch_dtype": args.torch_dtype,
+                },
             )
             backend.load()
             count = min(args.items, 128)
@@ -184,12 +199,41 @@ def bench_transformers(args: argparse.Namespace) -> None:
             started = time.perf_counter()
             backend.run(batch, results.append)
             elapsed = time.perf_counter() - started
+            model_only = model_only_rate(backend, batch, batch_size)
             device = torch.cuda.get_device_name() if backend.device.startswith("cuda") else "CPU"
             print(
-                f"transformers tiny LLaVA on {device}, batch {batch_size:>2}, 32 new tokens: "
-                f"{count} items in {elapsed:.2f} s, {count / elapsed:.1f} items/s"
+                f"transformers tiny LLaVA on {device} ({args.torch_dtype}), batch {batch_size:>2}, 32 new "
+                f"tokens: {count / elapsed:.1f} items/s through the backend, {model_only:.1f} items/s "
+                f"model only ({count / elapsed / model_only:.0%})"
             )
             backend.close()
+
+
+def model_only_rate(backend, items: list, batch_size: int) -> float:
+    """Items/s of generate() alone, on the processor's inputs for `items` prepared before timing."""
+    import torch
+
+    from spinebench.backends.transformers_local import _decode_image, chat_messages
+
+    processor, model = backend._processor, backend._model
+    prepared = []
+    for first in range(0, len(items), batch_size):
+        chunk = items[first : first + batch_size]
+        texts = [
+            processor.apply_chat_template(chat_messages(item), add_generation_prompt=True, tokenize=False)
+            for item in chunk
+        ]
+        images = [[_decode_image(item)] for item in chunk]
+        inputs = processor(text=texts, images=images, return_tensors="pt", padding=True).to(backend.device)
+        for key, value in inputs.items():
+            if torch.is_floating_point(value):
+                inputs[key] = value.to(model.dtype)
+        prepared.append(inputs)
+    started = time.perf_counter()
+    with torch.inference_mode():
+        for inputs in prepared:
+            model.generate(**inputs, max_new_tokens=backend.max_new_tokens, do_sample=False)
+    return len(items) / (time.perf_counter() - started)
 
 
 def main(argv: list[str]) -> None:

@@ -2,8 +2,10 @@
 
 `finalize` turns the current records of the working file into the *predictions* table of
 docs/contracts.md, extracting answers with spinebench.extract and, optionally, asking a judge model about
-responses that no rule could read (cached in `{task}.judge.jsonl` beside the working file, keyed by the
-judge's fingerprint and prompt).
+the responses no rule could read and those the rules read with low confidence (extract.JUDGED_METHODS;
+cached in `{task}.judge.jsonl` beside the working file, keyed by the judge's fingerprint and prompt). The
+judge's raw reply is kept in the table (`judge_response`) so that every judge decision can be audited
+beside the response it read (docs/extraction.md).
 """
 
 from __future__ import annotations
@@ -13,12 +15,19 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 import pyarrow as pa
 
 from spinebench.backends.base import Backend, Item, ItemResult, RunStopped
-from spinebench.extract import extract_answer, judge_prompt, parse_judge_reply
+from spinebench.extract import (
+    JUDGED_METHODS,
+    extract_answer,
+    judge_prompt,
+    judge_says_none,
+    parse_judge_reply,
+)
 from spinebench.journal import (
     PredictionError,
     RecordWriter,
@@ -41,6 +50,9 @@ PREDICTIONS_SCHEMA = pa.schema(
         ("latency_s", pa.float64()),
         ("error", pa.string()),
         ("attempts", pa.int64()),
+        # The judge's raw reply for a response it read (after the judge backend's redaction); null when the
+        # judge was not configured, not asked, or failed.
+        ("judge_response", pa.string()),
     ]
 )
 
@@ -67,10 +79,23 @@ def _answer_text(letters: Sequence[str] | None, question_id: str) -> str | None:
     return ",".join(sorted(set(letters), key=LETTERS.index))
 
 
+class JudgeVerdict(NamedTuple):
+    """What the judge said of one response: its letters (None when it named none) and its raw reply (None
+    when it gave no reply: it failed, or a stopped run left the response unread)."""
+
+    letters: tuple[str, ...] | None
+    reply: str | None
+
+    @property
+    def says_none(self) -> bool:
+        """The judge read the response and found no answer in it (`[NONE]`)."""
+        return self.letters is None and judge_says_none(self.reply)
+
+
 def judge_answers(
     judge: Judge, task: str, entries: Sequence[tuple[PlannedItem, str]]
-) -> dict[str, tuple | None]:
-    """question_id -> letters from the judge (None when it could not tell) for (item, response) pairs.
+) -> dict[str, JudgeVerdict]:
+    """question_id -> the judge's verdict on each (item, response) pair.
 
     Judge replies are cached by (judge fingerprint, judge prompt): rerunning, or another question with the
     same response and options, costs no request. Judge failures are cached as errors and retried next time;
@@ -113,10 +138,11 @@ def judge_answers(
                     judge.backend.model_name,
                     stop.cause,
                 )
-    return {
-        question_id: parse_judge_reply(cached[key]["response"], task) if key in cached else None
-        for question_id, key in keys.items()
-    }
+    verdicts = {}
+    for question_id, key in keys.items():
+        reply = cached[key]["response"] if key in cached else None
+        verdicts[question_id] = JudgeVerdict(parse_judge_reply(reply, task), reply)
+    return verdicts
 
 
 def finalize(
@@ -147,7 +173,7 @@ def finalize(
         raise PredictionError(
             f"{len(missing)} questions lack a prediction record in {jsonl_path}, e.g. {missing[0]}"
         )
-    rows, unreadable = [], []
+    rows, to_judge = [], []
     for entry in planned:
         record = records[entry.question_id]
         row = {
@@ -159,23 +185,40 @@ def finalize(
             "latency_s": float(record["latency_s"]),
             "error": record["error"],
             "attempts": int(record["attempts"]),
+            "judge_response": None,
         }
         if record["error"] is None:
             extraction = extract_answer(record["response"], task, entry.options)
             row["answer"] = _answer_text(extraction.letters, entry.question_id)
             row["extraction"] = extraction.method
-            if extraction.method == "none":
-                unreadable.append((entry, record["response"]))
+            if extraction.method in JUDGED_METHODS:
+                to_judge.append((entry, record["response"]))
         rows.append(row)
-    if judge is not None and unreadable:
-        verdicts = judge_answers(judge, task, unreadable)
+    if judge is not None and to_judge:
+        verdicts = judge_answers(judge, task, to_judge)
         for row in rows:
-            letters = verdicts.get(row["question_id"])
-            if letters:
-                row["answer"] = _answer_text(letters, row["question_id"])
-                row["extraction"] = "judge"
+            if row["question_id"] in verdicts:
+                apply_verdict(row, verdicts[row["question_id"]])
     frame = pd.DataFrame(rows, columns=PREDICTIONS_SCHEMA.names)
     return frame
+
+
+def apply_verdict(row: dict, verdict: JudgeVerdict) -> None:
+    """Let the judge decide a row the rules could not read, or read with low confidence.
+
+    Letters from the judge become the answer (path `judge`); a judge that finds no answer (`[NONE]`)
+    leaves none (path `none`), also over a low-confidence reading, as it is the more careful reader; a
+    judge that gave no reply or an unreadable one leaves the rules' answer as it was.
+    """
+    if verdict.reply is None:
+        return
+    row["judge_response"] = verdict.reply
+    if verdict.letters:
+        row["answer"] = _answer_text(verdict.letters, row["question_id"])
+        row["extraction"] = "judge"
+    elif verdict.says_none:
+        row["answer"] = None
+        row["extraction"] = "none"
 
 
 def write_predictions(frame: pd.DataFrame, path: str | os.PathLike) -> None:

@@ -13,7 +13,7 @@ answers and the extractor does not (the judge's work when one is configured).
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import subprocess
 import sys
 import tempfile
@@ -51,21 +51,62 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def extractor_at(revision: str):
-    """The `extract` module as of a git revision, loaded from its blob (it imports only spinebench.vocab)."""
-    source = subprocess.run(
-        ["git", "-C", str(REPO), "show", f"{revision}:spinebench/extract.py"],
+# What the extractor of a revision is made of: the public module, the package behind it (absent before the
+# split into spinebench/extraction/), and what they import from spinebench.
+EXTRACTOR_FILES = (
+    "spinebench/__init__.py",
+    "spinebench/vocab.py",
+    "spinebench/extract.py",
+    "spinebench/extraction",
+)
+
+
+def revision_tree(revision: str) -> Path:
+    """A temporary folder holding the extractor's files (`EXTRACTOR_FILES`) as of a git revision."""
+    names = subprocess.run(
+        ["git", "-C", str(REPO), "ls-tree", "-r", "--name-only", revision, "--", *EXTRACTOR_FILES],
         check=True,
         capture_output=True,
         text=True,
-    ).stdout
+    ).stdout.split()
     folder = Path(tempfile.mkdtemp(prefix="extract-"))
-    path = folder / f"extract_{revision.replace('/', '_')}.py"
-    path.write_text(source, encoding="utf-8")
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    for name in names:
+        blob = subprocess.run(
+            ["git", "-C", str(REPO), "show", f"{revision}:{name}"], check=True, capture_output=True
+        ).stdout
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(blob)
+    return folder
+
+
+def _spinebench_modules() -> dict:
+    """The imported modules of the `spinebench` package, by name."""
+    return {
+        name: module
+        for name, module in sys.modules.items()
+        if name == "spinebench" or name.startswith("spinebench.")
+    }
+
+
+def extractor_at(revision: str):
+    """`spinebench.extract` as of a git revision, imported from that revision's files.
+
+    The working tree's spinebench modules step aside while it imports, so that the revision's
+    spinebench.extraction and spinebench.vocab are the ones it uses, and come back afterwards; the loaded
+    module keeps its own.
+    """
+    folder = str(revision_tree(revision))
+    saved = _spinebench_modules()
+    for name in saved:
+        del sys.modules[name]
+    sys.path.insert(0, folder)
+    try:
+        return importlib.import_module("spinebench.extract")
+    finally:
+        sys.path.remove(folder)
+        for name in _spinebench_modules():
+            del sys.modules[name]
+        sys.modules.update(saved)
 
 
 def by_field(outcomes: list[Outcome], field: str) -> str:

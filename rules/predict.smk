@@ -23,7 +23,8 @@ rule predict:
             "store",
             "codeversion",
         )
-        + package_dir("backends"),
+        + package_dir("backends")
+        + package_dir("extraction"),
     output:
         "results/predictions/{model}/{task}.parquet",
     log:

@@ -12,15 +12,17 @@ equal the reference byte for byte (prediction tables without their `latency_s` c
 model), and no writer temporary may be left.
 
 Predict kills: a model served by a loopback chat-completions server (tests/fault_server.py, 20 ms latency,
-answers derived from each request) is added to the copy. Each round kills its prediction jobs at a random
-point, and the next round resumes them; the last round runs to the end. Its predictions must equal an
-uninterrupted run's, every question must be answered once in the journal, and the server must have been
-asked at most once per question plus the requests in flight at each kill.
+answers derived from each request) is added to the copy. Each round removes its predictions, starts its
+prediction jobs and kills them once the server has received a random number of their requests, then
+resumes (unlock, rerun) to the end. Its predictions must equal an uninterrupted run's, every question must
+be answered once in the journal, and the round must have asked the server at most once per question plus
+the requests in flight at the kill (concurrency x jobs running at once).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import os
@@ -148,7 +150,57 @@ def letter_reply(marker: str | None, body: dict) -> str:
     return f"Looking at the film.\nMy final option: [{letters[digest[0] % 5]}]"
 
 
+def kill_when(workdir: Path, cores: int, targets: list[str], condition, timeout_s: float = 300) -> bool:
+    """Start snakemake and SIGKILL its process group as soon as `condition()` holds; False if it finished
+    first."""
+    process = subprocess.Popen(
+        snakemake_command(workdir, *targets, cores=cores),
+        cwd=workdir,
+        env=snakemake_environment(workdir),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + timeout_s
+    while process.poll() is None and time.monotonic() < deadline:
+        if condition():
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+            return True
+        time.sleep(0.005)
+    process.wait()
+    return False
+
+
+def same_predictions(workdir: Path, model: str, reference: str) -> bool:
+    """Whether `model`'s prediction tables equal `reference`'s (latency aside)."""
+    folder = workdir / "results" / "predictions"
+    return all(
+        pd.read_parquet(folder / model / f"{task}.parquet")
+        .drop(columns=["latency_s"])
+        .equals(pd.read_parquet(folder / reference / f"{task}.parquet").drop(columns=["latency_s"]))
+        for task in ("diagnosis", "localization")
+    )
+
+
+def answered_twice(workdir: Path, model: str) -> int:
+    """Questions with more than one successful record in `model`'s journals."""
+    count = 0
+    for task in ("diagnosis", "localization"):
+        journal = workdir / "results" / "predictions" / model / f"{task}.jsonl"
+        answered = pd.Series([r["question_id"] for r in journal_records(journal) if not r["error"]])
+        count += int(answered.duplicated().sum())
+    return count
+
+
+def requests_reached(server: FaultServer, count: int) -> bool:
+    """Whether the server has received `count` requests since it started."""
+    return len(server.state.requests) >= count
+
+
 def predict_kills(args: argparse.Namespace, rng: random.Random) -> dict:
+    """Each round: the model's predictions are removed, its run is killed once the server has received a
+    random number of its requests, then resumed to the end and checked."""
     workdir = args.workdir / "build"  # the built demo from the build rounds (or built here)
     if not (workdir / "results" / "report").exists():
         workdir.mkdir(parents=True, exist_ok=True)
@@ -161,59 +213,44 @@ def predict_kills(args: argparse.Namespace, rng: random.Random) -> dict:
             "model": "m",
             "concurrency": CONCURRENCY,
         }
-        targets = [
-            f"results/predictions/{name}/{task}.parquet"
-            for name in (FAULTY_MODEL, "uninterrupted")
-            for task in ("diagnosis", "localization")
-        ]
+        tasks = ("diagnosis", "localization")
+        faulty = [f"results/predictions/{FAULTY_MODEL}/{task}.parquet" for task in tasks]
+        reference = [f"results/predictions/uninterrupted/{task}.parquet" for task in tasks]
         edit_params(
             workdir,
             lambda params: params["models"].update({FAULTY_MODEL: settings, "uninterrupted": settings}),
         )
-        for name in (FAULTY_MODEL, "uninterrupted"):
-            shutil.rmtree(workdir / "results" / "predictions" / name, ignore_errors=True)
-        started = time.perf_counter()
-        run_snakemake(workdir, *targets[2:], cores=args.cores)
-        reference_s = time.perf_counter() - started
-        uninterrupted_requests = len(server.state.requests)
-        print(f"predict: uninterrupted run {reference_s:.0f} s, {uninterrupted_requests} requests")
-        before = len(server.state.requests)
-        kills = 0
-        for _ in range(args.predict_kills):
-            kills += kill_after(workdir, rng.uniform(0.1, 1.0) * reference_s, args.cores, *targets[:2])
-            run_snakemake(workdir, "--unlock", cores=args.cores)
-        run_snakemake(workdir, *targets[:2], cores=args.cores)
-        requests = len(server.state.requests) - before
-    same = all(
-        pd.read_parquet(workdir / "results" / "predictions" / FAULTY_MODEL / f"{task}.parquet")
-        .drop(columns=["latency_s"])
-        .equals(
-            pd.read_parquet(workdir / "results" / "predictions" / "uninterrupted" / f"{task}.parquet").drop(
-                columns=["latency_s"]
+        shutil.rmtree(workdir / "results" / "predictions" / "uninterrupted", ignore_errors=True)
+        run_snakemake(workdir, *reference, cores=args.cores)
+        items = len(server.state.requests)
+        # Requests in flight when the kill lands are asked again: up to `concurrency` per predict job, and
+        # one job per core runs at a time (a task each).
+        bound = items + args.cores * CONCURRENCY
+        print(f"predict: uninterrupted run, {items} requests")
+        rounds = []
+        for round_index in range(args.predict_kills):
+            shutil.rmtree(workdir / "results" / "predictions" / FAULTY_MODEL, ignore_errors=True)
+            before = len(server.state.requests)
+            kill_at = rng.randint(1, items - 1)
+            reached = functools.partial(requests_reached, server, before + kill_at)
+            killed = kill_when(workdir, args.cores, faulty, reached)
+            resume(workdir, args.cores, *faulty)
+            requests = len(server.state.requests) - before
+            result = {
+                "kill_after_requests": kill_at,
+                "killed": killed,
+                "requests": requests,
+                "identical": same_predictions(workdir, FAULTY_MODEL, "uninterrupted"),
+                "answered_twice": answered_twice(workdir, FAULTY_MODEL),
+            }
+            rounds.append(result)
+            print(
+                f"predict round {round_index + 1}: killed after {kill_at} requests: {requests} requests "
+                f"in all (bound {bound}), predictions "
+                f"{'identical' if result['identical'] else 'DIFFERENT'}, "
+                f"{result['answered_twice']} answered twice"
             )
-        )
-        for task in ("diagnosis", "localization")
-    )
-    answered_twice = 0
-    for task in ("diagnosis", "localization"):
-        journal = workdir / "results" / "predictions" / FAULTY_MODEL / f"{task}.jsonl"
-        answered = pd.Series(
-            [record["question_id"] for record in journal_records(journal) if not record["error"]]
-        )
-        answered_twice += int(answered.duplicated().sum())
-    bound = uninterrupted_requests + kills * CONCURRENCY
-    print(
-        f"predict: {kills} kills, {requests} requests (uninterrupted: {uninterrupted_requests}, bound "
-        f"{bound}), predictions {'identical' if same else 'DIFFERENT'}, {answered_twice} answered twice"
-    )
-    return {
-        "kills": kills,
-        "requests": requests,
-        "uninterrupted_requests": uninterrupted_requests,
-        "request_bound": bound,
-        "identical": same,
-        "answered_twice": answered_twice,
-    }
+    return {"items": items, "request_bound": bound, "rounds": rounds}
 
 
 def journal_records(path: Path) -> list[dict]:

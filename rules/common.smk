@@ -9,6 +9,7 @@ from spinebench.cleanup import remove_stale_temporaries
 from spinebench.config_checks import check_config
 from spinebench.run_summary import format_summary, summary_rows
 from spinebench.inventory import write_inventory
+from spinebench.release import check_workspace
 from spinebench.shards import shard_names
 from spinebench.vocab import TASKS
 
@@ -23,6 +24,8 @@ def needs_predictions(model):
 
 
 check_config(config, needs_predictions)
+# A release fetched with `dvc pull` is evaluated as built, never rebuilt over (spinebench/release.py).
+check_workspace(config)
 
 BUILD = config["mode"] == "build"
 # Folders whose writers leave `.{name}.*.tmp` temporaries when a run is killed (spinebench/cleanup.py).
@@ -175,13 +178,15 @@ def rejected_tables(wildcards=None):
 
 
 def report_files():
-    """Final products: metric tables and the report."""
+    """Final products: metric tables and the report, and every model's scores. These are targets of their
+    own: where Snakemake has no record of the leaderboard (a `dvc pull`ed one), an added model is only seen
+    through its missing scores."""
     files = [
         "results/metrics/leaderboard.csv",
         "results/metrics/leaderboard.json",
         "results/report/report.html",
         "results/report/report.md",
-    ]
+    ] + [f"results/metrics/models/{model}.json" for model in MODELS]
     if BUILD:
         files.append("results/benchmark/manifest.json")
     return files

@@ -1,4 +1,4 @@
-# Per-model scores (DuckDB SQL + bootstrap by image) and the leaderboard (`dvc metrics` file).
+# Per-model scores (DuckDB SQL + bootstrap by image) and the leaderboard (and its `dvc metrics` files).
 
 
 rule score:
@@ -33,6 +33,8 @@ rule leaderboard:
     output:
         csv="results/metrics/leaderboard.csv",
         json="results/metrics/leaderboard.json",
+        # One flat file per model: `dvc metrics show` prints a row per file (dvc.yaml).
+        scores=directory("results/metrics/scores"),
     log:
         "logs/leaderboard.log",
     conda:

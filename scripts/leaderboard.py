@@ -1,4 +1,5 @@
-"""Snakemake entry: the leaderboard (CSV) and its `dvc metrics` view (JSON) from every model's summary."""
+"""Snakemake entry: the leaderboard (CSV, JSON) and its `dvc metrics` view (a JSON per model) from every
+model's summary."""
 
 import json
 import logging
@@ -14,7 +15,11 @@ def main(snakemake):
     for row in table.itertuples():
         logging.info("%d. %s: overall accuracy %s", row.rank, row.model, row.overall_accuracy)
     write_csv(table, snakemake.output.csv)
-    write_json(leaderboard_metrics(table), snakemake.output.json)
+    metrics = leaderboard_metrics(table)
+    write_json(metrics, snakemake.output.json)
+    # The `dvc metrics` view: one file per model, so that `dvc metrics show` prints one row per model.
+    for model, entry in metrics.items():
+        write_json(entry, Path(snakemake.output.scores) / f"{model}.json")
 
 
 run_job(main, snakemake)  # noqa: F821

@@ -10,8 +10,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import secrets
 import sys
-import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -39,6 +39,21 @@ def to_arrow(frame: pd.DataFrame, schema: pa.Schema | None = None) -> pa.Table:
     return table.replace_schema_metadata(None)
 
 
+def create_temporary(path: str | os.PathLike) -> tuple[int, str]:
+    """Create a new temporary file beside `path` for a writer to fill and rename onto `path`; return its
+    open (write-only) descriptor and its name, `.{name}.{random}.tmp` (the pattern spinebench.cleanup
+    removes after a killed run).
+
+    Unlike tempfile.mkstemp, which always creates mode 0600, the file gets the mode a plain `open()` gives
+    (0666 less the umask): once renamed into place it is an ordinary output, readable by whoever the user's
+    umask lets read their files (a group sharing results, a web server showing the report).
+    """
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    # O_EXCL: never open a file (or follow a link) that is already there.
+    return os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), str(temporary)
+
+
 def write_table(
     table: pd.DataFrame | pa.Table, path: str | os.PathLike, schema: pa.Schema | None = None
 ) -> None:
@@ -52,7 +67,7 @@ def write_table(
         table = table.replace_schema_metadata(None)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = create_temporary(path)
     os.close(fd)
     try:
         pq.write_table(
@@ -74,12 +89,17 @@ def read_table(path: str | os.PathLike, columns: list[str] | None = None) -> pd.
     return pq.read_table(path, columns=columns).to_pandas()
 
 
+def json_text(obj) -> str:
+    """The text write_json writes: indented JSON with sorted keys and a trailing newline."""
+    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+
+
 def write_json(obj, path: str | os.PathLike) -> None:
-    """Write JSON with sorted keys and a trailing newline, atomically."""
+    """Write JSON with sorted keys and a trailing newline (json_text), atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    tmp.write_text(json_text(obj), encoding="utf-8")
     os.replace(tmp, path)
 
 

@@ -13,9 +13,10 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+
+from spinebench.io import create_temporary
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def _supersedes(record: Mapping, previous: Mapping | None) -> bool:
 
 
 def _write_lines_atomically(path: Path, records: Sequence[dict]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = create_temporary(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             for record in records:

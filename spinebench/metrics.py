@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -23,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from spinebench.io import create_temporary
 from spinebench.vocab import TASKS
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ EXTRACTION_PATHS: tuple[str, ...] = (
     "final_phrase",
     "fallback",
     "option_text",
+    "low_confidence",
     "judge",
     "none",
     "error",
@@ -341,7 +342,7 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     """Write a CSV deterministically ('\\n' line ends, no index, empty for missing) and atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, temporary = create_temporary(path)
     os.close(fd)
     try:
         frame.to_csv(temporary, index=False, lineterminator="\n")

@@ -1,21 +1,30 @@
-"""The benchmark report: dataset and benchmark overview, leaderboard with intervals, extraction paths,
-breakdowns and the paper's reference rows, rendered to self-contained HTML and Markdown with Jinja.
+"""The benchmark report: the release it evaluated, the leaderboard in the paper's Table 2 layout with the
+paper's rows as references, charts (disease distributions, localization precision and recall, diagnosis
+confusion matrices), per-level localization scores, example questions with their image and every model's
+answer, extraction paths and the audit of judged and low-confidence answers, breakdowns, benchmark and
+dataset overview: rendered to self-contained HTML and Markdown with Jinja (images are data URIs, nothing is
+fetched).
 
 All numbers are formatted here (percentages with two decimals) so that both templates show the same text
 and stay free of logic; nothing time-dependent enters the context, so the same inputs render the same bytes.
+Model output is text: both templates escape it (HTML by autoescaping, Markdown by a finalize hook).
 """
 
 from __future__ import annotations
 
+import hashlib
 import html
+import json
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import jinja2
 import pandas as pd
 
+from spinebench import answers as answer_views
+from spinebench import figures
+from spinebench.io import create_temporary
 from spinebench.metrics import EXTRACTION_PATHS
 from spinebench.vocab import LABELS, LETTERS, LEVELS, TASKS
 
@@ -24,23 +33,33 @@ DEFAULT_TITLE = "SpineBench evaluation report"
 # Chance level of a diagnosis question: one right option out of five.
 RANDOM_DIAGNOSIS_ACCURACY = 1 / len(LETTERS)
 
-# Leaderboard columns in display order: metric key -> heading.
+# Leaderboard columns in display order (the paper's Table 2: diagnosis, localization, overall; then ours):
+# metric key -> heading.
 LEADERBOARD_COLUMNS: dict[str, str] = {
-    "overall_accuracy": "Overall acc.",
     "diagnosis_accuracy": "Diagnosis acc.",
     "localization_accuracy": "Localization acc.",
     "localization_precision": "Localization pre.",
     "localization_recall": "Localization rec.",
+    "overall_accuracy": "Overall acc.",
     "pooled_accuracy": "Pooled acc.",
 }
 
-# Columns of resources/paper_table2.csv (percentages as printed in the paper), in display order.
+# The HTML leaderboard's grouped header, as in the paper's Table 2: group -> the short headings under it.
+LEADERBOARD_GROUPS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("Diagnosis", ("Acc.",)),
+    ("Localization", ("Acc.", "Pre.", "Rec.")),
+    ("Overall", ("Acc.",)),
+    ("Pooled", ("Acc.",)),
+)
+
+# Columns of resources/paper_table2.csv (percentages as printed in the paper), in the leaderboard's order;
+# the paper has no pooled accuracy.
 PAPER_COLUMNS: tuple[str, ...] = (
-    "overall_accuracy",
     "diagnosis_accuracy",
     "localization_accuracy",
     "localization_precision",
     "localization_recall",
+    "overall_accuracy",
 )
 
 BREAKDOWN_DIMENSIONS: tuple[str, ...] = ("disease", "source", "modality")
@@ -146,9 +165,16 @@ def leaderboard_rows(leaderboard: Mapping[str, Mapping], summaries: Sequence[Map
     return rows
 
 
+def extraction_paths(summaries: Sequence[Mapping]) -> list[str]:
+    """The known extraction paths (metrics.EXTRACTION_PATHS), then any other one a summary counts, by name."""
+    found = {path for summary in summaries for counts in summary["extraction"].values() for path in counts}
+    return list(EXTRACTION_PATHS) + sorted(found - set(EXTRACTION_PATHS))
+
+
 def extraction_rows(leaderboard_order: Sequence[str], summaries: Sequence[Mapping]) -> list[dict]:
     """Per model and task: how many counted answers came from each extraction path, and errors."""
     by_model = {summary["model"]: summary for summary in summaries}
+    paths = extraction_paths(summaries)
     rows = []
     for model in leaderboard_order:
         for task in TASKS:
@@ -157,7 +183,7 @@ def extraction_rows(leaderboard_order: Sequence[str], summaries: Sequence[Mappin
                 {
                     "model": model,
                     "task": task,
-                    "counts": [counts.get(path, 0) for path in EXTRACTION_PATHS],
+                    "counts": [counts.get(path, 0) for path in paths],
                     "total": sum(counts.values()),
                     "errors": by_model[model]["errors"][task],
                 }
@@ -216,6 +242,181 @@ def paper_rows(paper: pd.DataFrame) -> list[dict]:
     ]
 
 
+def manifest_digest(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of the release manifest's bytes: the name of the benchmark release a report evaluated."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def param_value(value) -> str:
+    """A param value as shown in the report: strings as they are, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
+def flatten_params(params: Mapping | None, prefix: str = "") -> list[dict]:
+    """Nested params as rows {key: 'a.b.c', value}, in the mapping's order; lists and scalars are leaves."""
+    rows = []
+    for key, value in (params or {}).items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            rows.extend(flatten_params(value, f"{name}."))
+        else:
+            rows.append({"key": name, "value": param_value(value)})
+    return rows
+
+
+# Manifest keys shown in their own part of the release details rather than as plain fields.
+MANIFEST_SECTIONS = frozenset({"tables", "files", "params"})
+
+
+def release_context(
+    *,
+    manifest: Mapping,
+    manifest_sha256: str,
+    code_version: str,
+    mode: str,
+    benchmark_params: Mapping | None,
+    evaluation: Mapping,
+) -> dict:
+    """What names the evaluated release: the manifest's digest, its fields, tables (rows, short hashes) and
+    how many other files it hashes; the code version; the params that define the benchmark and where they
+    come from; the evaluation params.
+
+    The benchmark params are the manifest's own `params` when it records them (true in release mode too);
+    else `benchmark_params` (this checkout's params.yaml, given in build mode only, None in release mode).
+    """
+    tables = [
+        {"name": name, "rows": entry.get("rows", "–"), "sha256": str(entry.get("sha256", "–"))[:16]}
+        for name, entry in sorted((manifest.get("tables") or {}).items())
+    ]
+    if manifest.get("params") is not None:
+        params, params_source = manifest["params"], "manifest"
+    elif benchmark_params is not None:
+        params, params_source = benchmark_params, "params.yaml"
+    else:
+        params, params_source = None, None
+    return {
+        "manifest_sha256": manifest_sha256,
+        "code_version": code_version,
+        "mode": mode,
+        "manifest": flatten_params(
+            {key: value for key, value in manifest.items() if key not in MANIFEST_SECTIONS}
+        ),
+        "tables": tables,
+        "files": len(manifest.get("files") or {}),
+        "benchmark_params": None if params is None else flatten_params(params),
+        "benchmark_params_source": params_source,
+        "evaluation": flatten_params(evaluation),
+    }
+
+
+def unnamed_release() -> dict:
+    """The release context of a report given no manifest: every name 'unknown'."""
+    return release_context(
+        manifest={},
+        manifest_sha256="unknown",
+        code_version="unknown",
+        mode="unknown",
+        benchmark_params=None,
+        evaluation={},
+    )
+
+
+def localization_scores(board: Sequence[Mapping], summaries: Sequence[Mapping]) -> list[dict]:
+    """Localization accuracy, precision and recall (fractions) with intervals, per model in rank order."""
+    by_model = {summary["model"]: summary for summary in summaries}
+    rows = []
+    for row in board:
+        summary = by_model[row["model"]]
+        rows.append(
+            {
+                "model": row["model"],
+                **{
+                    name: summary["metrics"][f"localization_{name}"]
+                    for name in ("accuracy", "precision", "recall")
+                },
+                "intervals": {
+                    name: summary["intervals"].get(f"localization_{name}")
+                    for name in ("accuracy", "precision", "recall")
+                },
+            }
+        )
+    return rows
+
+
+def paper_localization(paper: pd.DataFrame) -> list[dict]:
+    """The paper's localization accuracy, precision and recall (percentages) per model."""
+    return [
+        {
+            "model": row["model"],
+            "accuracy": row["localization_accuracy"],
+            "precision": row["localization_precision"],
+            "recall": row["localization_recall"],
+        }
+        for row in paper.to_dict("records")
+    ]
+
+
+def chart_context(
+    benchmark: Mapping, localization: Sequence[Mapping], paper: pd.DataFrame, confusion: Mapping
+) -> dict:
+    """Every chart as an SVG data URI: disease distributions of the full benchmark and of SpineBench-Sub
+    (paper Figures 2 and 4), localization scores against the paper's (Figure 5), a confusion matrix per
+    model."""
+    rows = benchmark["by_disease"]
+    return {
+        "disease_full": figures.disease_distribution_chart(
+            rows, "full", "Questions per disease: full benchmark"
+        ),
+        "disease_subset": figures.disease_distribution_chart(
+            rows, "subset", "Questions per disease: SpineBench-Sub"
+        ),
+        "localization": figures.localization_chart(localization, paper_localization(paper)),
+        "confusion": [
+            {
+                "model": model,
+                "uri": figures.confusion_chart(
+                    matrix, confusion["truths"], confusion["answers"], f"Diagnosis: {model}"
+                ),
+            }
+            for model, matrix in confusion["matrices"].items()
+            if confusion["truths"]
+        ],
+    }
+
+
+def level_rows(scores: Sequence[Mapping], models: Sequence[str]) -> list[dict]:
+    """Per-level table rows: level, questions whose truth names it, and per model
+    "accuracy / precision / recall" in percent (answers.level_scores)."""
+    by_key = {(row["model"], row["level"]): row for row in scores}
+    rows = []
+    for level in LEVELS:
+        cells = [by_key.get((model, level)) for model in models]
+        truth = max((cell["truth"] for cell in cells if cell), default=0)
+        rows.append(
+            {
+                "level": level,
+                "truth": truth,
+                "cells": [
+                    " / ".join(percent(cell[name]) for name in ("accuracy", "precision", "recall"))
+                    if cell
+                    else "–"
+                    for cell in cells
+                ],
+            }
+        )
+    return rows
+
+
+def example_context(examples: Sequence[dict], images: Mapping[str, bytes]) -> list[dict]:
+    """The example questions, each with its image as a small JPEG data URI (None when it has no image)."""
+    shown = []
+    for example in examples:
+        png = images.get(example["image_id"])
+        image = None if png is None else figures.data_uri(answer_views.thumbnail_jpeg(png), "image/jpeg")
+        shown.append(example | {"image": image})
+    return shown
+
+
 def build_report_context(
     *,
     title: str,
@@ -229,25 +430,57 @@ def build_report_context(
     questions: Mapping[str, pd.DataFrame],
     rejected: pd.DataFrame,
     paper: pd.DataFrame,
+    release: Mapping | None = None,
+    answers: pd.DataFrame | None = None,
+    responses: Mapping[tuple[str, str], Mapping] | None = None,
+    examples: Sequence[tuple[str, str]] = (),
+    example_images: Mapping[str, bytes] | None = None,
 ) -> dict:
-    """Everything the templates show, formatted. `breakdowns`: the models' breakdown CSVs concatenated."""
+    """Everything the templates show, formatted.
+
+    `breakdowns`: the models' breakdown CSVs concatenated; `release`: release_context() (None: a release
+    named nowhere, every field 'unknown'); `answers`: answers.answer_table() (None: no answer to show);
+    `responses`: the raw responses of the examples and audited answers (answers.read_responses);
+    `examples`: (task, question_id) pairs (answers.pick_examples) and `example_images`: their images' PNG
+    bytes by image_id.
+    """
+    if release is None:
+        release = unnamed_release()
+    if answers is None:
+        answers = answer_views.answer_table({}, {})
+    responses = responses or {}
     board = leaderboard_rows(leaderboard, summaries)
     models = [row["model"] for row in board]
+    benchmark = benchmark_overview(questions, subset)
+    confusion = answer_views.confusion_matrices(answers, models)
     return {
         "title": title,
         "seeds": ", ".join(f"{name} {value}" for name, value in seeds.items()),
         "split": split,
+        "release": release,
         "dataset": dataset_overview(catalog, rejected),
-        "benchmark": benchmark_overview(questions, subset),
+        "benchmark": benchmark,
         "leaderboard": board,
         "leaderboard_columns": list(LEADERBOARD_COLUMNS.values()),
-        "extraction_paths": list(EXTRACTION_PATHS),
+        "leaderboard_groups": [
+            {"name": name, "columns": list(columns)} for name, columns in LEADERBOARD_GROUPS
+        ],
+        "extraction_paths": extraction_paths(summaries),
         "extraction": extraction_rows(models, summaries),
         "breakdowns": breakdown_sections(breakdowns, models),
-        "paper_columns": [LEADERBOARD_COLUMNS[column] for column in PAPER_COLUMNS],
         "paper": paper_rows(paper),
         "random_diagnosis_accuracy": percent(RANDOM_DIAGNOSIS_ACCURACY),
         "bootstrap": bootstrap_note(summaries),
+        "charts": chart_context(benchmark, localization_scores(board, summaries), paper, confusion),
+        "models": models,
+        "levels": level_rows(answer_views.level_scores(answers, models), models),
+        "examples": example_context(
+            answer_views.example_questions(answers, responses, questions, examples, models),
+            example_images or {},
+        ),
+        "audit_paths": list(answer_views.AUDIT_PATHS),
+        "audit_limit": answer_views.AUDIT_LIMIT,
+        "audit": answer_views.audit_rows(answers, responses, models),
     }
 
 
@@ -309,7 +542,7 @@ def write_text(text: str, path: str | os.PathLike) -> None:
     """Write UTF-8 text atomically (temp file + rename), creating parent folders."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, temporary = create_temporary(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(text)

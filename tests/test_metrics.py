@@ -180,6 +180,7 @@ def test_summary_metrics_are_hand_computed_means(benchmark):
         "final_phrase": 1,
         "fallback": 1,
         "option_text": 1,
+        "low_confidence": 0,
         "judge": 0,
         "none": 1,
         "error": 1,
@@ -406,7 +407,11 @@ def test_score_and_leaderboard_scripts_write_byte_stable_files(tmp_path, benchma
     assert breakdown.columns[0] == "model" and set(breakdown["model"]) == {"model-a"}
 
     other = run_score_script(tmp_path / "first", benchmark, "model-b")
-    leaderboard = {"csv": tmp_path / "leaderboard.csv", "json": tmp_path / "leaderboard.json"}
+    leaderboard = {
+        "csv": tmp_path / "leaderboard.csv",
+        "json": tmp_path / "leaderboard.json",
+        "scores": tmp_path / "scores",
+    }
     snakemake = fake_snakemake(
         tmp_path,
         input={"summaries": [str(first["summary"]), str(other["summary"])]},
@@ -417,6 +422,9 @@ def test_score_and_leaderboard_scripts_write_byte_stable_files(tmp_path, benchma
     assert list(view) == ["model-a", "model-b"]
     assert view["model-a"]["overall_accuracy"] == summary["metrics"]["overall_accuracy"]
     assert pd.read_csv(leaderboard["csv"])["model"].tolist() == ["model-a", "model-b"]
+    # The `dvc metrics` view: a flat file per model, the leaderboard.json entry.
+    for model in ("model-a", "model-b"):
+        assert json.loads((leaderboard["scores"] / f"{model}.json").read_text()) == view[model]
 
 
 def test_write_csv_is_deterministic(tmp_path):

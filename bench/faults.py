@@ -25,6 +25,7 @@ import argparse
 import functools
 import hashlib
 import json
+import math
 import os
 import random
 import shutil
@@ -88,21 +89,8 @@ def differences(expected: dict[str, str], actual: dict[str, str]) -> list[str]:
 
 def kill_after(workdir: Path, seconds: float, cores: int, *targets: str) -> bool:
     """Start snakemake and SIGKILL its process group after `seconds`; False if it finished first."""
-    process = subprocess.Popen(
-        snakemake_command(workdir, *targets, cores=cores),
-        cwd=workdir,
-        env=snakemake_environment(workdir),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        process.wait(timeout=seconds)
-        return False
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-        return True
+    deadline = time.monotonic() + seconds
+    return kill_when(workdir, cores, list(targets), lambda: time.monotonic() >= deadline, timeout_s=math.inf)
 
 
 def resume(workdir: Path, cores: int, *targets: str) -> None:

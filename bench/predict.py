@@ -31,8 +31,9 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # tests.fault_server and the tiny model builder live in the test helpers
 
 from spinebench.backends import Item, make_backend  # noqa: E402
+from spinebench.benchmark_images import ShardImages  # noqa: E402
 from spinebench.io import write_table  # noqa: E402
-from spinebench.predict import ShardImages, model_fingerprint, run_predictions  # noqa: E402
+from spinebench.predict import model_fingerprint, run_predictions  # noqa: E402
 
 OPTIONS = ["Healthy", "Osteophytes", "Spondylolisthesis", "Vertebral collapse", "Cervical kyphosis"]
 

@@ -13,6 +13,8 @@ rule predict:
         definitions="resources/disease_definitions.yaml",
         code=package(
             "predict",
+            "splits",
+            "benchmark_images",
             "journal",
             "progress",
             "finalize",

@@ -22,7 +22,7 @@ rule report:
         paper="resources/paper_table2.csv",
         html_template="templates/report/report.html.j2",
         md_template="templates/report/report.md.j2",
-        code=package("report", "answers", "figures"),
+        code=package("report", "answers", "figures", "benchmark_images"),
     output:
         html="results/report/report.html",
         markdown="results/report/report.md",

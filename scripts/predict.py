@@ -3,10 +3,12 @@
 import logging
 
 from spinebench.backends import BackendContext, make_backend
+from spinebench.benchmark_images import ShardImages
 from spinebench.finalize import Judge, finalize, write_predictions
 from spinebench.io import read_table, run_job
 from spinebench.journal import jsonl_path_for, judge_cache_path_for
-from spinebench.predict import ShardImages, model_fingerprint, run_predictions, select_questions
+from spinebench.predict import model_fingerprint, run_predictions
+from spinebench.splits import select_questions
 
 
 def embeddings_loader(paths):

@@ -13,13 +13,13 @@ from __future__ import annotations
 import io
 import os
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 from PIL import Image
 
+from spinebench.benchmark_images import ShardImages
 from spinebench.vocab import LABELS, LETTERS, LEVELS, TASKS
 
 OPTION_COLUMNS: tuple[str, ...] = tuple(f"option_{letter.lower()}" for letter in LETTERS)
@@ -234,30 +234,12 @@ def pick_examples(
     return chosen
 
 
-def shard_of(path: str | os.PathLike) -> tuple[str, str]:
-    """(source, shard) of an image shard path results/images/{source}/{shard}.parquet."""
-    path = Path(path)
-    return path.parent.name, path.stem
-
-
 def read_images(
     catalog: pd.DataFrame, shard_paths: Sequence[str | os.PathLike], image_ids: Sequence[str]
 ) -> dict[str, bytes]:
     """image_id -> PNG bytes of `image_ids`, read from the shards the catalog places them in (only those
-    shards, only those rows). An id whose shard is not among `shard_paths` raises ValueError."""
-    wanted = catalog.loc[catalog["image_id"].isin(image_ids), ["image_id", "source", "shard"]]
-    by_shard = {shard_of(path): path for path in shard_paths}
-    images = {}
-    for (source, shard), group in wanted.groupby(["source", "shard"], sort=True):
-        if (source, shard) not in by_shard:
-            raise ValueError(f"image shard {source}/{shard} of {sorted(group['image_id'])} is not an input")
-        table = pq.read_table(
-            by_shard[(source, shard)],
-            columns=["image_id", "png"],
-            filters=[("image_id", "in", list(group["image_id"]))],
-        )
-        images.update(zip(table.column("image_id").to_pylist(), table.column("png").to_pylist(), strict=True))
-    return images
+    shards, only those rows). An id whose shard is not among `shard_paths` raises MissingImageError."""
+    return ShardImages(catalog, shard_paths).load(image_ids)
 
 
 def thumbnail_jpeg(png: bytes, side: int = EXAMPLE_IMAGE_SIDE, quality: int = EXAMPLE_IMAGE_QUALITY) -> bytes:

@@ -36,9 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import pyarrow.parquet as pq
 
 from spinebench.backends.base import Backend, Item, ItemResult, RunStopped
+from spinebench.benchmark_images import ShardImages
 from spinebench.journal import (
     PredictionError,
     RecordWriter,
@@ -49,7 +49,6 @@ from spinebench.journal import (
 )
 from spinebench.progress import LogProgress
 from spinebench.prompts import question_options, render_prompt
-from spinebench.vocab import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -75,33 +74,6 @@ def item_fingerprint(model_fp: str, question_id: str, image_id: str, image_sha25
     re-rendered image invalidate the predictions made on its previous rendering.
     """
     return _digest(model_fp, question_id, image_id, image_sha256, prompt)
-
-
-# --- choosing the questions -------------------------------------------------------------------------
-
-
-def select_questions(
-    questions: pd.DataFrame, subset: pd.DataFrame | None, task: str, split: str
-) -> pd.DataFrame:
-    """The questions of `task` to evaluate: all (split `full`) or SpineBench-Sub's (split `subset`)."""
-    if task not in TASKS:
-        raise PredictionError(f"unknown task {task!r}")
-    if questions["question_id"].duplicated().any():
-        duplicate = questions.loc[questions["question_id"].duplicated(), "question_id"].iloc[0]
-        raise PredictionError(f"question {duplicate} appears more than once in the {task} questions")
-    if split == "full":
-        chosen = questions
-    elif split == "subset":
-        if subset is None:
-            raise PredictionError("split 'subset' needs the subset table")
-        wanted = set(subset.loc[subset["task"] == task, "question_id"])
-        unknown = sorted(wanted - set(questions["question_id"]))
-        if unknown:
-            raise PredictionError(f"subset question {unknown[0]} is not among the {task} questions")
-        chosen = questions[questions["question_id"].isin(wanted)]
-    else:
-        raise PredictionError(f"unknown split {split!r}; expected 'subset' or 'full'")
-    return chosen.sort_values("question_id", kind="mergesort").reset_index(drop=True)
 
 
 # --- planning ---------------------------------------------------------------------------------------
@@ -146,56 +118,6 @@ def plan_items(
             )
         )
     return planned
-
-
-# --- images -----------------------------------------------------------------------------------------
-
-
-class ShardImages:
-    """PNG bytes of benchmark images, read from the rendered shards results/images/{source}/{shard}.parquet.
-
-    The catalog's `source` and `shard` columns say which shard holds an image; only the shards that hold
-    requested images are read, and only their image_id and png columns.
-    """
-
-    def __init__(self, catalog: pd.DataFrame, shard_paths: Sequence[str | os.PathLike]) -> None:
-        self._shard_of = {
-            str(image_id): (str(source), str(shard))
-            for image_id, source, shard in zip(
-                catalog["image_id"], catalog["source"], catalog["shard"], strict=True
-            )
-        }
-        self._paths = {(Path(p).parent.name, Path(p).stem): Path(p) for p in shard_paths}
-
-    def shard_of(self, image_id: str) -> tuple[str, str]:
-        """(source, shard) holding the image; an error naming the image when the catalog lacks it."""
-        try:
-            return self._shard_of[image_id]
-        except KeyError:
-            raise PredictionError(f"image {image_id} is not in the catalog") from None
-
-    def load(self, image_ids: Sequence[str]) -> dict[str, bytes]:
-        """image_id -> PNG bytes for the requested images."""
-        by_shard: dict[tuple[str, str], set[str]] = defaultdict(set)
-        for image_id in image_ids:
-            by_shard[self.shard_of(image_id)].add(image_id)
-        images: dict[str, bytes] = {}
-        for key, wanted in sorted(by_shard.items()):
-            path = self._paths.get(key)
-            if path is None:
-                raise PredictionError(
-                    f"image {min(wanted)} is in shard {key[0]}/{key[1]}, which is not among the image inputs"
-                )
-            table = pq.read_table(path, columns=["image_id", "png"])
-            for image_id, png in zip(
-                table.column("image_id").to_pylist(), table.column("png").to_pylist(), strict=True
-            ):
-                if image_id in wanted:
-                    images[image_id] = png
-            absent = sorted(wanted - images.keys())
-            if absent:
-                raise PredictionError(f"image {absent[0]} is missing from its shard {path}")
-        return images
 
 
 def _items(planned: Sequence[PlannedItem], task: str, images: ShardImages | None) -> Iterator[Item]:

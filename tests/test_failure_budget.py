@@ -19,10 +19,11 @@ from spinebench.backends.openai_compat import (
     ConnectionFailed,
     FailureStreak,
 )
+from spinebench.benchmark_images import ShardImages
 from spinebench.finalize import Judge, finalize
 from spinebench.io import read_table
 from spinebench.journal import PredictionError, judge_cache_path_for, read_records
-from spinebench.predict import ShardImages, model_fingerprint, run_predictions
+from spinebench.predict import model_fingerprint, run_predictions
 from tests import fault_server
 from tests.fault_server import FaultServer
 from tests.test_predict_resume import make_benchmark, openai_settings

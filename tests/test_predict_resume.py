@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 
 from spinebench.backends import make_backend
+from spinebench.benchmark_images import MissingImageError, ShardImages
 from spinebench.finalize import Judge, finalize, write_predictions
 from spinebench.io import read_table, write_table
 from spinebench.journal import (
@@ -32,12 +33,11 @@ from spinebench.journal import (
     read_records,
 )
 from spinebench.predict import (
-    ShardImages,
     model_fingerprint,
     plan_items,
     run_predictions,
-    select_questions,
 )
+from spinebench.splits import SplitError, select_questions
 from tests import fault_server
 from tests.fault_server import FaultServer
 
@@ -372,9 +372,9 @@ def test_images_come_from_the_catalog_shards(tmp_path):
     images = ShardImages(catalog, paths["shards"])
     loaded = images.load(["rsna-img001", "rsna-img005"])
     assert loaded == {"rsna-img001": png_bytes(1), "rsna-img005": png_bytes(5)}
-    with pytest.raises(PredictionError, match="image rsna-img999 is not in the catalog"):
+    with pytest.raises(MissingImageError, match="image rsna-img999 is not in the catalog"):
         images.load(["rsna-img999"])
-    with pytest.raises(PredictionError, match="image rsna-img004 is in shard rsna/001, which is not among"):
+    with pytest.raises(MissingImageError, match="image rsna-img004 is in shard rsna/001, which is not among"):
         ShardImages(catalog, paths["shards"][:1]).load(["rsna-img004"])
 
 
@@ -390,9 +390,9 @@ def test_select_questions_by_split():
         "dx-c",
     ]
     bad_subset = pd.DataFrame({"question_id": ["dx-z"], "task": ["diagnosis"]})
-    with pytest.raises(PredictionError, match="subset question dx-z"):
+    with pytest.raises(SplitError, match="subset question dx-z"):
         select_questions(questions, bad_subset, "diagnosis", "subset")
-    with pytest.raises(PredictionError, match="dx-a appears more than once"):
+    with pytest.raises(SplitError, match="dx-a appears more than once"):
         select_questions(pd.concat([questions, questions.iloc[[1]]]), subset, "diagnosis", "full")
 
 

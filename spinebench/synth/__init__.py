@@ -52,8 +52,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from spinebench.io import staged_directory
 from spinebench.synth import buu, csxa, rsna, vindr
-from spinebench.synth.writers import staged_directory
 
 # Which counts key each source needs.
 COUNT_KEYS = {"rsna": "rsna_images", "vindr": "vindr_images", "buu": "buu_cases", "csxa": "csxa_images"}

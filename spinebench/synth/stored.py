@@ -17,9 +17,9 @@ from pathlib import Path
 
 import spinebench.synth as synth_package
 from spinebench.codeversion import code_version
+from spinebench.io import staged_directory
 from spinebench.store import Store, Tally, content_key, file_digest
 from spinebench.synth import COUNT_KEYS, FILM_SIZE_SOURCES, write_source
-from spinebench.synth.writers import staged_directory
 
 log = logging.getLogger(__name__)
 

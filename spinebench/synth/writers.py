@@ -10,13 +10,9 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
-import shutil
-import tempfile
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -32,31 +28,6 @@ ZIP_DIRECTORY_MODE = (0o040755 << 16) | 0x10
 ZIP_DEFLATE_LEVEL = 1
 # Timestamp written into docProps/core.xml of the xlsx instead of "now".
 XLSX_TIMESTAMP = "2024-01-01T00:00:00Z"
-
-
-@contextmanager
-def staged_directory(out_dir: Path) -> Iterator[Path]:
-    """Yield an empty staging directory that replaces `out_dir` only when the block completes.
-
-    On an exception the staging directory is removed and `out_dir` is left as it was.
-    """
-    out_dir = Path(out_dir)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".tmp"))
-    try:
-        yield staging
-        os.chmod(staging, 0o755)  # mkdtemp creates 0700; the archive folder should be readable like any other
-        if out_dir.exists():
-            # A previous output: move it aside first (rename cannot replace a non-empty directory).
-            retired = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.", suffix=".old"))
-            os.replace(out_dir, retired / out_dir.name)
-            os.replace(staging, out_dir)
-            shutil.rmtree(retired)
-        else:
-            os.replace(staging, out_dir)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging)
 
 
 class DeterministicZip:

@@ -24,6 +24,7 @@ if BUILD:
     include: "rules/release.smk"
 
 
+include: "rules/export.smk"
 include: "rules/predict.smk"
 include: "rules/metrics.smk"
 include: "rules/report.smk"
@@ -33,6 +34,13 @@ rule all:
     default_target: True
     input:
         report_files(),
+        # A build also writes the exports; release mode evaluates without them (`snakemake exports`).
+        EXPORTS if BUILD else [],
+
+
+rule exports:
+    input:
+        EXPORTS,
 
 
 rule benchmark:

@@ -177,6 +177,27 @@ def rejected_tables(wildcards=None):
     ] + render_rejected_shards()
 
 
+# The benchmark's exports for other harnesses (rules/export.smk).
+def export_inputs():
+    """The benchmark files every export reads (question tables in vocab.TASKS order)."""
+    return {
+        "catalog": "results/benchmark/images.parquet",
+        "questions": expand("results/benchmark/{task}.parquet", task=TASKS),
+        "subset": "results/benchmark/subset.parquet",
+        "manifest": "results/benchmark/manifest.json",
+        "images": image_shards(),
+    }
+
+
+EXPORTS = [
+    "results/exports/hf",
+    "results/exports/lmms_eval",
+    "results/exports/vlmevalkit",
+    "results/exports/spinebench_json",
+]
+EXPORT_CODE = package("exports/common", "benchmark_images", "splits")
+
+
 def report_files():
     """Final products: metric tables and the report, and every model's scores. These are targets of their
     own: where Snakemake has no record of the leaderboard (a `dvc pull`ed one), an added model is only seen

@@ -1,4 +1,5 @@
 # One prediction file per model and task; the JSONL working file beside it makes runs resumable.
+from spinebench.imports.locations import workflow_inputs
 
 
 rule predict:
@@ -11,6 +12,10 @@ rule predict:
         embeddings=embedding_shards(),
         template="templates/prompts/{task}.j2",
         definitions="resources/disease_definitions.yaml",
+        # An imported model's predictions file(s): an edited file reruns that model alone.
+        imported=lambda wildcards: workflow_inputs(
+            wildcards.model, config["models"][wildcards.model], wildcards.task
+        ),
         code=package(
             "predict",
             "splits",

@@ -29,9 +29,8 @@ def main(snakemake):
     catalog = read_table(
         snakemake.input.catalog, columns=["image_id", "source", "shard", "disease", "levels", "png_sha256"]
     )
-    questions = select_questions(
-        read_table(snakemake.input.questions), read_table(snakemake.input.subset), task, params.split
-    )
+    benchmark_questions = read_table(snakemake.input.questions)
+    questions = select_questions(benchmark_questions, read_table(snakemake.input.subset), task, params.split)
     # Each item's fingerprint covers its image's content, so re-rendered images are asked again.
     questions = questions.merge(
         catalog[["image_id", "png_sha256"]], on="image_id", how="left", validate="m:1"
@@ -42,6 +41,8 @@ def main(snakemake):
         catalog=catalog,
         library=read_table(snakemake.input.library),
         embeddings=embeddings_loader(snakemake.input.embeddings),
+        task=task,
+        questions=benchmark_questions,
     )
     prompt_files = {"templates_dir": templates_dir, "definitions_path": snakemake.input.definitions}
     output = snakemake.output[0]

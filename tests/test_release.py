@@ -148,6 +148,7 @@ def test_dvc_pipeline_matches_the_release_and_telemetry_is_off():
     assert {line.split()[0] for line in result.stdout.splitlines() if line.strip()} == {
         "benchmark",
         "evaluate",
+        "export",
     }
     stages = yaml.safe_load((REPO / "dvc.yaml").read_text(encoding="utf-8"))["stages"]
     benchmark = stages["benchmark"]
@@ -304,6 +305,9 @@ def test_a_pulled_release_is_clean_and_verified(pulled):
     repro = dvc(pulled, "repro", "evaluate").stdout
     assert "Stage 'evaluate' didn't change, skipping" in repro and "Running stage" not in repro, repro
     assert run([".venv/bin/spinebench-verify"], pulled).stdout.startswith("ok: ")
+    # The exports come with the release, built from the same benchmark.
+    for export in ("hf/README.md", "lmms_eval/spinebench/utils.py", "vlmevalkit/datasets.json"):
+        assert (pulled / "results/exports" / export).is_file(), export
 
 
 @pytest.mark.workflow

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -119,3 +120,50 @@ def test_release_mode_evaluates_without_raw_data(demo, tmp_path):
     assert (user / "results/report/report.html").stat().st_size > 0
     ours = (demo / "results/metrics/leaderboard.json").read_text()
     assert (user / "results/metrics/leaderboard.json").read_text() == ours
+
+
+def export_responses(workdir: Path, model: str, path: Path) -> None:
+    """Every finalized response of `model`, both tasks, as the plain jsonl format."""
+    records = []
+    for task in ("diagnosis", "localization"):
+        table = pd.read_parquet(workdir / f"results/predictions/{model}/{task}.parquet")
+        records += [
+            {"question_id": row.question_id, "response": row.response, "task": task}
+            for row in table.itertuples()
+        ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+
+
+def test_imported_responses_score_as_the_model_that_wrote_them(demo):
+    """Last in this module: it leaves a model more in the demo's params."""
+    workdir = demo
+    export_responses(workdir, "random", workdir / "imports" / "random.jsonl")
+    imported = {"backend": "imported", "format": "jsonl", "path": "imports/random.jsonl"}
+    edit_params(workdir, lambda params: params["models"].update({"imported-random": imported}))
+    jobs = planned_jobs(workdir)
+    assert jobs.get("predict") == 2 and jobs.get("score") == 1, jobs  # only the new model's jobs
+    run_snakemake(workdir)
+
+    models = workdir / "results/metrics/models"
+    ours = json.loads((models / "imported-random.json").read_text())
+    theirs = json.loads((models / "random.json").read_text())
+    assert ours.pop("model") == "imported-random" and theirs.pop("model") == "random"
+    assert ours == theirs
+    breakdowns = [
+        pd.read_csv(models / f"{name}.breakdown.csv").drop(columns="model")
+        for name in ("imported-random", "random")
+    ]
+    pd.testing.assert_frame_equal(*breakdowns)
+    assert (models / "imported-random.questions.parquet").read_bytes() == (
+        models / "random.questions.parquet"
+    ).read_bytes()
+    assert "imported-random" in json.loads((workdir / "results/metrics/leaderboard.json").read_text())
+    assert "imported-random" in (workdir / "results/report/report.md").read_text()
+    assert "imported-random" in (workdir / "results/report/report.html").read_text()
+
+    # An edited predictions file reruns the imported model's jobs, and no other model's.
+    text = (workdir / "imports/random.jsonl").read_text()
+    (workdir / "imports/random.jsonl").write_text(text.replace("Random baseline", "Imported", 1))
+    jobs = planned_jobs(workdir)
+    assert jobs.get("predict") == 2 and jobs.get("score") == 1, jobs

@@ -18,6 +18,7 @@ REGISTRY: dict[str, tuple[str, str, bool]] = {
     "nearest_neighbour": ("spinebench.backends.baselines", "NearestNeighbourBackend", True),
     "openai": ("spinebench.backends.openai_compat", "OpenAIBackend", False),
     "transformers": ("spinebench.backends.transformers_local", "TransformersBackend", False),
+    "imported": ("spinebench.backends.imported", "ImportedBackend", True),
 }
 
 

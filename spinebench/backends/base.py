@@ -89,6 +89,11 @@ class BackendContext:
     catalog: Any = None
     library: Any = None
     embeddings: Callable[[], tuple[list[str], Any]] | None = None
+    # The predict job's task and the benchmark's question table of that task (every question, whatever the
+    # split): a backend reading predictions made elsewhere maps their records to question ids with it
+    # (imported). None outside a predict job (the judge).
+    task: str | None = None
+    questions: Any = None
 
 
 class Backend(abc.ABC):

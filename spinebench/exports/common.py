@@ -26,6 +26,7 @@ __all__ = [
     "benchmark_version",
     "iter_question_images",
     "load_export_inputs",
+    "load_job_inputs",
     "split_questions",
     "write_folder_atomically",
 ]
@@ -63,6 +64,13 @@ def load_export_inputs(
         subset=read_table(subset),
         manifest=json.loads(Path(manifest).read_text(encoding="utf-8")),
         images=ShardImages(catalog_frame, list(images)),
+    )
+
+
+def load_job_inputs(job_input) -> ExportInputs:
+    """`load_export_inputs` from an export job's Snakemake inputs (named as rules/export.smk names them)."""
+    return load_export_inputs(
+        job_input.catalog, job_input.questions, job_input.subset, job_input.manifest, job_input.images
     )
 
 

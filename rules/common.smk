@@ -189,12 +189,8 @@ def export_inputs():
     }
 
 
-EXPORTS = [
-    "results/exports/hf",
-    "results/exports/lmms_eval",
-    "results/exports/vlmevalkit",
-    "results/exports/spinebench_json",
-]
+# The exports a build writes (`snakemake exports`, and `snakemake` in build mode), in export.formats.
+EXPORTS = [f"results/exports/{name}" for name in config["export"]["formats"]]
 EXPORT_CODE = package("exports/common", "benchmark_images", "splits")
 
 

@@ -27,8 +27,10 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # imported where used: the workflow imports this module (inventory) at every start
+    import pandas as pd
 
 # Largest member read into memory. The biggest real members are RSNA DICOM slices and CSXA LabelMe JSONs
 # with embedded images (a few MB); 512 MiB leaves ample room while stopping zip bombs.
@@ -512,6 +514,8 @@ def read_csv_member(
     file (header = line 1), so a rejected row can be found in an editor (quoted line breaks would shift it;
     the source CSVs have none). Raises ArchiveError naming the member if it is not a parseable UTF-8 CSV.
     """
+    import pandas as pd
+
     data = archive.read(member)
     try:
         frame = pd.read_csv(

@@ -17,8 +17,6 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 from spinebench.provenance import benchmark_params
 
 # The folders a release consists of (the `benchmark` stage's outs in dvc.yaml), relative to the project.
@@ -60,6 +58,8 @@ def table_entry(path: str | Path) -> dict:
 
     Names come from the Arrow schema: the Parquet schema names a list column's leaf `element`.
     """
+    import pyarrow.parquet as pq  # here, not at the top: the workflow imports this module at every start
+
     return {
         "sha256": file_sha256(path),
         "rows": pq.read_metadata(path).num_rows,

@@ -11,8 +11,6 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-import pyarrow.parquet as pq
-
 HEADER = ("model", "task", "questions", "requests", "failed", "wall_s")
 
 
@@ -21,6 +19,8 @@ def prediction_row(model: str, task: str, root: Path) -> dict | None:
     table_path = root / "results" / "predictions" / model / f"{task}.parquet"
     if not table_path.exists():
         return None
+    import pyarrow.parquet as pq  # here: the workflow imports this module at every start
+
     table = pq.read_table(table_path, columns=["error", "attempts"])
     errors = table.column("error").to_pylist()
     attempts = table.column("attempts").to_pylist()

@@ -6,7 +6,10 @@ source touches no other source's shards.
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # only for annotations: the workflow imports this module at every start
+    import pandas as pd
 
 
 def shard_name(index: int) -> str:

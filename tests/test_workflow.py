@@ -14,7 +14,8 @@ from spinebench.workflow import copy_workflow, edit_params, planned_jobs, run_sn
 pytestmark = pytest.mark.workflow
 
 # Rules downstream of the subset: everything that must rerun when a subset param changes.
-AFTER_SUBSET = {"subset", "predict", "score", "leaderboard", "report", "manifest", "all"}
+EXPORT_RULES = {"export_hf", "export_lmms_eval", "export_vlmevalkit", "export_spinebench_json"}
+AFTER_SUBSET = {"subset", "predict", "score", "leaderboard", "report", "manifest", "all"} | EXPORT_RULES
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +33,10 @@ def test_demo_builds_every_product(demo):
         "results/metrics/leaderboard.csv",
         "results/metrics/leaderboard.json",
         "results/benchmark/manifest.json",
+        "results/exports/hf/README.md",
+        "results/exports/lmms_eval/spinebench/utils.py",
+        "results/exports/vlmevalkit/datasets.json",
+        "results/exports/spinebench_json/evaluation/test.json",
     ):
         assert (demo / path).stat().st_size > 0, path
     leaderboard = json.loads((demo / "results/metrics/leaderboard.json").read_text())
@@ -62,6 +67,7 @@ def test_subset_param_reruns_only_subset_and_downstream(demo):
     assert set(jobs) <= AFTER_SUBSET, jobs
     assert jobs["subset"] == 1
     assert jobs["predict"] == 2 * 3  # every model, both tasks
+    assert set(jobs) & EXPORT_RULES == EXPORT_RULES  # the exports hold the subset
     edit_params(demo, lambda params: params["subset"].update(diagnosis_size=100))
 
 
@@ -91,6 +97,24 @@ def test_adding_a_model_runs_only_that_model(demo):
     assert jobs.get("predict") == 2 and jobs.get("score") == 1, jobs
     assert set(jobs) <= {"predict", "score", "leaderboard", "report", "all"}, jobs
     edit_params(demo, lambda params: params["models"].pop("random-2"))
+
+
+def test_export_formats_choose_the_exports_a_build_writes(demo):
+    edit_params(demo, lambda params: params["export"].update(formats=["vlmevalkit"]))
+    shutil.rmtree(demo / "results/exports/vlmevalkit")
+    shutil.rmtree(demo / "results/exports/hf")
+    assert planned_jobs(demo) == {"export_vlmevalkit": 1, "all": 1}
+    run_snakemake(demo)
+    edit_params(demo, lambda params: params["export"].update(formats=["lmms_eval"]))
+    shutil.rmtree(demo / "results/exports/lmms_eval")
+    # The lmms-eval tasks read the HF Parquet: asking for them writes it too.
+    assert planned_jobs(demo) == {"export_hf": 1, "export_lmms_eval": 1, "all": 1}
+    edit_params(
+        demo,
+        lambda params: params["export"].update(formats=["hf", "lmms_eval", "vlmevalkit", "spinebench_json"]),
+    )
+    run_snakemake(demo)
+    assert planned_jobs(demo) == {}
 
 
 def test_changing_one_model_reruns_only_it(demo):

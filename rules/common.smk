@@ -155,6 +155,24 @@ def judge_settings():
     return config["models"][judge]
 
 
+def runs_on_gpu(settings):
+    """Whether a model's settings run it locally on a GPU: a transformers backend not pinned to the CPU."""
+    return (
+        settings["backend"] == "transformers"
+        and settings.get("device", "auto") != "cpu"
+    )
+
+
+def predict_gpus(wildcards):
+    """GPUs a predict job asks a cluster for (profiles/cluster): one when the model, or the judge that
+    reads its unclear answers in the same job, is a local model on a GPU; else none."""
+    judge = judge_settings()
+    local = runs_on_gpu(config["models"][wildcards.model]) or (
+        judge is not None and runs_on_gpu(judge)
+    )
+    return int(local)
+
+
 BENCHMARK_TABLES = [
     "results/benchmark/images.parquet",
     "results/benchmark/library.parquet",

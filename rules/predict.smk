@@ -40,6 +40,9 @@ rule predict:
         "benchmarks/predict/{model}/{task}.tsv"
     conda:
         "../envs/evaluate.yaml"
+    resources:
+        # A cluster job of a local model asks for a GPU (docs/cluster.md); elsewhere nothing limits it.
+        gpu=predict_gpus,
     params:
         model=lambda wildcards: config["models"][wildcards.model],
         judge=judge_settings(),

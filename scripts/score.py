@@ -2,8 +2,8 @@
 
 import logging
 
-from spinebench.io import run_job, write_json, write_table
-from spinebench.metrics import score_model, write_csv
+from spinebench.io import run_job
+from spinebench.metrics import score_model, write_model_scores
 from spinebench.vocab import TASKS
 
 
@@ -25,11 +25,9 @@ def main(snakemake):
     summary = {"model": model, **scores.summary}
     logging.info("%s on %s: %s", model, summary["split"], summary["metrics"])
     logging.info("extraction paths: %s; errors: %s", summary["extraction"], summary["errors"])
-    write_json(summary, snakemake.output.summary)
-    write_csv(
-        scores.breakdown.assign(model=model)[["model", *scores.breakdown.columns]], snakemake.output.breakdown
+    write_model_scores(
+        scores, model, snakemake.output.summary, snakemake.output.breakdown, snakemake.output.questions
     )
-    write_table(scores.questions, snakemake.output.questions)
 
 
 run_job(main, snakemake)  # noqa: F821

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from spinebench.io import create_temporary
+from spinebench.io import create_temporary, write_json, write_table
 from spinebench.vocab import TASKS
 
 log = logging.getLogger(__name__)
@@ -350,3 +350,17 @@ def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> None:
     finally:
         if os.path.exists(temporary):
             os.unlink(temporary)
+
+
+def write_model_scores(
+    scores: ModelScores,
+    model: str,
+    summary_path: str | os.PathLike,
+    breakdown_path: str | os.PathLike,
+    questions_path: str | os.PathLike,
+) -> None:
+    """Write one model's three score tables: the summary JSON, the breakdown CSV and the per-question
+    Parquet (what the workflow's score rule and `spinebench-score` write)."""
+    write_json({"model": model, **scores.summary}, summary_path)
+    write_csv(scores.breakdown.assign(model=model)[["model", *scores.breakdown.columns]], breakdown_path)
+    write_table(scores.questions, questions_path)

@@ -36,8 +36,8 @@ import pyarrow as pa
 from spinebench.extract import extract_answer
 from spinebench.finalize import PREDICTIONS_SCHEMA
 from spinebench.imports import FORMATS, read_responses
-from spinebench.io import read_table, write_json, write_table
-from spinebench.metrics import ModelScores, score_model, write_csv
+from spinebench.io import read_table, write_table
+from spinebench.metrics import ModelScores, score_model, write_model_scores
 from spinebench.prompts import question_options
 from spinebench.questions import QUESTION_COLUMNS, QUESTIONS_SCHEMA
 from spinebench.splits import SPLITS
@@ -226,10 +226,7 @@ def write_scores(scores: ModelScores, model: str, out_dir: Path) -> list[Path]:
     summary_path = out_dir / f"{model}.json"
     breakdown_path = out_dir / f"{model}.breakdown.csv"
     questions_path = out_dir / f"{model}.questions.parquet"
-    write_json({"model": model, **scores.summary}, summary_path)
-    breakdown = scores.breakdown.assign(model=model)[["model", *scores.breakdown.columns]]
-    write_csv(breakdown, breakdown_path)
-    write_table(scores.questions, questions_path)
+    write_model_scores(scores, model, summary_path, breakdown_path, questions_path)
     return [summary_path, breakdown_path, questions_path]
 
 

@@ -36,7 +36,7 @@ from spinebench.finalize import PREDICTIONS_SCHEMA, finalize, write_predictions
 from spinebench.io import read_table, rejected_frame, write_table
 from spinebench.journal import jsonl_path_for
 from spinebench.metrics import leaderboard_metrics, leaderboard_table, score_model
-from spinebench.predict import model_fingerprint, run_predictions, select_questions
+from spinebench.predict import model_fingerprint, run_predictions
 from spinebench.questions import (
     QUESTIONS_SCHEMA,
     load_pool,
@@ -47,6 +47,7 @@ from spinebench.release import build_manifest
 from spinebench.render import images_frame, render_shard
 from spinebench.report import build_report_context, load_rejected, render_report
 from spinebench.shards import select_shard
+from spinebench.splits import select_questions
 from spinebench.standardize import (
     MISSING_IMAGE_REASONS,
     STANDARDIZED_SCHEMA,

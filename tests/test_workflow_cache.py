@@ -42,7 +42,7 @@ def small_demo(params: dict) -> None:
     """Half the demo: every scenario reruns the workflow, so the build is kept small."""
     params["synthetic"]["demo"].update(rsna_images=60, vindr_images=46, buu_cases=10, csxa_images=36)
     params["subset"].update(diagnosis_size=50, localization_size=25)
-    # No export: each benchmark change here would rewrite them, and they cache nothing (tests/test_workflow.py).
+    # No export: each benchmark change here would rewrite them (exports are tested in tests/test_workflow.py).
     params["export"]["formats"] = []
 
 

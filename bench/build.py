@@ -54,6 +54,10 @@ STAGES = (
     "score",
     "leaderboard",
     "report",
+    "export_hf",
+    "export_lmms_eval",
+    "export_vlmevalkit",
+    "export_spinebench_json",
 )
 
 # Shards per source at full scale: about 250 images per shard, ~320 render+embed jobs in all.

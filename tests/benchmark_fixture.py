@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from spinebench.exports.common import ExportInputs, load_export_inputs
 from spinebench.io import write_json, write_table
 from spinebench.release import build_manifest
 from spinebench.vocab import LABELS, LETTERS, LEVELS
@@ -171,3 +172,10 @@ def write_tiny_benchmark(root: str | Path) -> dict:
     }
     paths["pngs"] = pngs
     return paths
+
+
+def export_inputs_of(paths: dict) -> ExportInputs:
+    """The export jobs' view (spinebench.exports.common) of a benchmark written by write_tiny_benchmark."""
+    return load_export_inputs(
+        paths["catalog"], paths["questions"], paths["subset"], paths["manifest"], paths["images"]
+    )

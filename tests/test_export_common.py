@@ -9,19 +9,16 @@ import pytest
 from spinebench.exports.common import (
     benchmark_version,
     iter_question_images,
-    load_export_inputs,
     split_questions,
     write_folder_atomically,
 )
-from tests.benchmark_fixture import write_tiny_benchmark
+from tests.benchmark_fixture import export_inputs_of, write_tiny_benchmark
 
 
 @pytest.fixture()
 def tiny(tmp_path):
     paths = write_tiny_benchmark(tmp_path)
-    inputs = load_export_inputs(
-        paths["catalog"], paths["questions"], paths["subset"], paths["manifest"], paths["images"]
-    )
+    inputs = export_inputs_of(paths)
     return paths, inputs
 
 

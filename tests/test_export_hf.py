@@ -12,10 +12,10 @@ import pytest
 import yaml
 from PIL import Image
 
-from spinebench.exports.common import SPLITS, load_export_inputs, split_questions
+from spinebench.exports.common import SPLITS, split_questions
 from spinebench.exports.hf import HFExportError, export_hf
 from spinebench.vocab import LETTERS, TASKS
-from tests.benchmark_fixture import write_tiny_benchmark
+from tests.benchmark_fixture import export_inputs_of, write_tiny_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 CARD = REPO / "templates" / "exports" / "hf_card.md.j2"
@@ -37,9 +37,7 @@ def exported(tmp_path_factory):
     """The tiny benchmark and its export (3 questions a file, so that splits have several files)."""
     root = tmp_path_factory.mktemp("hf")
     paths = write_tiny_benchmark(root)
-    inputs = load_export_inputs(
-        paths["catalog"], paths["questions"], paths["subset"], paths["manifest"], paths["images"]
-    )
+    inputs = export_inputs_of(paths)
     folder = root / "results" / "exports" / "hf"
     splits = export_hf(inputs, folder, ROWS_PER_FILE, CARD, SOURCE_NOTES)
     return {"paths": paths, "inputs": inputs, "folder": folder, "splits": splits, "cache": root / "cache"}

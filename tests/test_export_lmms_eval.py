@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from spinebench.exports.common import load_export_inputs, split_questions
+from spinebench.exports.common import split_questions
 from spinebench.exports.hf import export_hf
 from spinebench.exports.lmms_eval import LmmsEvalExportError, export_lmms_eval, task_name
 from spinebench.finalize import finalize, write_predictions
@@ -24,7 +24,7 @@ from spinebench.journal import RecordWriter
 from spinebench.metrics import rounded, score_model
 from spinebench.predict import plan_items
 from spinebench.vocab import TASKS
-from tests.benchmark_fixture import write_tiny_benchmark
+from tests.benchmark_fixture import export_inputs_of, write_tiny_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 TEMPLATES = [REPO / "templates" / "prompts" / f"{task}.j2" for task in TASKS]
@@ -164,9 +164,7 @@ def run(lmms_eval, tmp_path_factory):
     """The tiny benchmark, its two exports, lmms-eval's run of both groups and this project's scores."""
     root = tmp_path_factory.mktemp("lmms")
     paths = write_tiny_benchmark(root)
-    inputs = load_export_inputs(
-        paths["catalog"], paths["questions"], paths["subset"], paths["manifest"], paths["images"]
-    )
+    inputs = export_inputs_of(paths)
     card, notes = REPO / "templates/exports/hf_card.md.j2", REPO / "resources/exports/sources.yaml"
     export_hf(inputs, root / "results/exports/hf", 3, card, notes)
     tasks = export_lmms_eval(

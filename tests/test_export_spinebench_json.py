@@ -10,13 +10,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from spinebench.exports.common import load_export_inputs, split_questions
+from spinebench.exports.common import split_questions
 from spinebench.exports.spinebench_json import ORIGINAL_TASKS, SPLIT_FILES, export_spinebench_json
 from spinebench.imports import ImportFormatError
 from spinebench.imports.spinebench_json import read_benchmark_json, read_responses
 from spinebench.questions import QUESTION_COLUMNS
 from spinebench.vocab import TASKS
-from tests.benchmark_fixture import write_tiny_benchmark
+from tests.benchmark_fixture import export_inputs_of, write_tiny_benchmark
 from tests.test_metrics import fake_snakemake
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,9 +61,7 @@ def exported(tmp_path_factory):
     """The tiny benchmark and its export in the release's layout (written once for the module)."""
     root = tmp_path_factory.mktemp("spinebench_json")
     paths = write_tiny_benchmark(root)
-    inputs = load_export_inputs(
-        paths["catalog"], paths["questions"], paths["subset"], paths["manifest"], paths["images"]
-    )
+    inputs = export_inputs_of(paths)
     folder = root / "results" / "exports" / "spinebench_json"
     counts = export_spinebench_json(inputs, folder)
     return {"paths": paths, "inputs": inputs, "folder": folder, "counts": counts}

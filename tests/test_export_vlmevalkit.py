@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from spinebench.exports.common import benchmark_version, load_export_inputs, split_questions
+from spinebench.exports.common import benchmark_version, split_questions
 from spinebench.exports.vlmevalkit import COLUMNS, DATASETS_FILE, HINTS, INDEX_BASE, export_vlmevalkit
 from spinebench.extract import extract_answer
 from spinebench.finalize import PREDICTIONS_SCHEMA, write_predictions
@@ -22,7 +22,7 @@ from spinebench.imports.vlmevalkit import EXCEL_TEXT_LIMIT, read_responses
 from spinebench.metrics import score_model
 from spinebench.prompts import question_options
 from spinebench.vocab import LETTERS, TASKS
-from tests.benchmark_fixture import write_tiny_benchmark
+from tests.benchmark_fixture import export_inputs_of, write_tiny_benchmark
 from tests.test_metrics import fake_snakemake
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,9 +36,7 @@ def benchmark(tmp_path_factory):
     """The tiny benchmark, its export inputs and its VLMEvalKit export (written once for the module)."""
     root = tmp_path_factory.mktemp("vlmevalkit")
     paths = write_tiny_benchmark(root)
-    inputs = load_export_inputs(
-        paths["catalog"], paths["questions"], paths["subset"], paths["manifest"], paths["images"]
-    )
+    inputs = export_inputs_of(paths)
     folder = root / "results" / "exports" / "vlmevalkit"
     export_vlmevalkit(inputs, folder)
     datasets = json.loads((folder / DATASETS_FILE).read_text(encoding="utf-8"))["datasets"]

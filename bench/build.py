@@ -80,14 +80,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--until", choices=STAGES, default=STAGES[-1], help="last stage to build")
+    parser.add_argument(
+        "--refresh",
+        action="store_true",
+        help="copy this checkout's workflow over an existing work folder's (its results and archives stay; "
+        "what the new code changes is rebuilt, from the store where it can be)",
+    )
     return parser.parse_args(argv)
 
 
-def prepare_workdir(workdir: Path, scale: str, film_size: str) -> None:
-    """Copy the workflow (first run only); set the scale, shard counts and film size in its params.yaml."""
-    if not (workdir / "Snakefile").exists():
+def prepare_workdir(workdir: Path, scale: str, film_size: str, refresh: bool = False) -> None:
+    """Copy the workflow (first run, or `refresh`); set the scale, shard counts and film size in its
+    params.yaml."""
+    if refresh or not (workdir / "Snakefile").exists():
         workdir.mkdir(parents=True, exist_ok=True)
-        copy_workflow(workdir)
+        copy_workflow(workdir, overwrite=refresh)
     set_scale(workdir, scale, FULL_SCALE_SHARDS)
     edit_params(workdir, lambda params: params["synthetic"].update(film_size=film_size))
 
@@ -139,7 +146,7 @@ def main(argv: list[str]) -> None:
     args = parse_args(argv)
     default_name = args.scale if args.film_size == "compact" else f"{args.scale}-{args.film_size}"
     workdir = (args.workdir or Path("bench/out") / default_name).resolve()
-    prepare_workdir(workdir, args.scale, args.film_size)
+    prepare_workdir(workdir, args.scale, args.film_size, args.refresh)
 
     dry_seconds, jobs = timed(lambda: planned_jobs(workdir))
     print(f"scale={args.scale} film_size={args.film_size} workdir={workdir} cores={args.cores}")

@@ -15,9 +15,11 @@ fast as a trained one, so `--architecture ViT-B-16-SigLIP2` measures the product
 from __future__ import annotations
 
 import argparse
+import copy
 import io
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +152,7 @@ def bench_embed(pngs: list[bytes], settings: dict, seed: int, threads: int, dtyp
         f"embed   the same images in batched forward passes: {batched:8.1f} images/s (what running each "
         f"image alone, for store-invariant embeddings, costs against it; docs/caching.md)"
     )
+    print_embedding_stability(encoder, pngs)
     for name in dict.fromkeys(("float32", dtype)):
         alone, together = encoder_only_rates(encoder, len(pngs), getattr(torch, name))
         print(
@@ -157,6 +160,52 @@ def bench_embed(pngs: list[bytes], settings: dict, seed: int, threads: int, dtyp
             f"at a time, {together:8.1f} images/s batched; the pipeline reaches "
             f"{len(pngs) / elapsed / alone:.0%} of the one-at-a-time rate"
         )
+
+
+def print_embedding_stability(encoder, pngs: list[bytes], cpu_sample: int = 32) -> None:
+    """Print whether the pipeline's embeddings are bit-identical when the same images come in another order
+    (what lets the store serve an image's embedding to any shard), and on a GPU how far they are from the
+    CPU's (why store keys carry the device kind)."""
+    first = encoder.embed_pngs(pngs)
+    reordered = encoder.embed_pngs(pngs[::-1])[::-1]
+    print(f"embed   same images in reverse order on {encoder.device}: {difference(first, reordered)}")
+    if encoder.device.type != "cpu":
+        on_cpu = replace(encoder, visual=copy.deepcopy(encoder.visual).cpu(), device=torch.device("cpu"))
+        sample = pngs[:cpu_sample]
+        against = difference(first[: len(sample)], on_cpu.embed_pngs(sample))
+        print(f"embed   {len(sample)} images, {encoder.device} against cpu: {against}")
+    batched = fixed_batch_embeddings(encoder, pngs, order=np.arange(len(pngs)))
+    shuffled = fixed_batch_embeddings(encoder, pngs, order=np.random.default_rng(0).permutation(len(pngs)))
+    print(
+        f"embed   batches of exactly {encoder.batch_size} (last one padded), shuffled against in order: "
+        f"{difference(batched, shuffled)}; against one image per pass: {difference(batched, first)}"
+    )
+
+
+def fixed_batch_embeddings(encoder, pngs: list[bytes], order: np.ndarray) -> np.ndarray:
+    """Embeddings of `pngs` (in their own order) computed in forward passes of exactly `batch_size` images
+    taken in `order`: would a padded fixed-shape batch give each image the same bits wherever it sits?"""
+    size = encoder.batch_size
+    tensors = [encoder.preprocess(Image.open(io.BytesIO(pngs[index])).convert("RGB")) for index in order]
+    tensors += tensors[:1] * (-len(tensors) % size)
+    rows = []
+    with torch.inference_mode():
+        for first in range(0, len(tensors), size):
+            features = encoder.visual(torch.stack(tensors[first : first + size]).to(encoder.device))
+            rows.append(torch.nn.functional.normalize(features.float(), dim=-1).cpu().numpy())
+    embeddings = np.concatenate(rows)[: len(order)]
+    result = np.empty_like(embeddings)
+    result[order] = embeddings
+    return result
+
+
+def difference(left: np.ndarray, right: np.ndarray) -> str:
+    """'bit-identical', or the largest absolute difference and the lowest cosine similarity of two sets of
+    L2-normalised embeddings."""
+    if np.array_equal(left, right):
+        return "bit-identical"
+    cosine = np.sum(left.astype(np.float64) * right, axis=1).min()
+    return f"differ: max |difference| {np.abs(left - right).max():.2e}, lowest cosine {cosine:.8f}"
 
 
 def batched_forward_rate(encoder, pngs: list[bytes]) -> float:

@@ -47,6 +47,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--latency", type=float, default=0.05, help="server latency per request, seconds")
     parser.add_argument("--image-side", type=int, default=128, help="side of the (noise) PNG sent per item")
     parser.add_argument("--transformers", action="store_true", help="also time a tiny random local LLaVA")
+    parser.add_argument("--skip-openai", action="store_true", help="time the transformers backend alone")
     parser.add_argument(
         "--torch-dtype",
         default="float32",
@@ -198,26 +199,34 @@ def bench_transformers(args: argparse.Namespace) -> None:
             ]
             results = []
             started = time.perf_counter()
+            backend.run(batch[:batch_size], results.append)  # warm-up: first kernels of these shapes
+            first_batch_s = time.perf_counter() - started
+            started = time.perf_counter()
             backend.run(batch, results.append)
             elapsed = time.perf_counter() - started
-            model_only = model_only_rate(backend, batch, batch_size)
+            prepare_s, model_only, decode_s = model_only_rate(backend, batch, batch_size)
             device = torch.cuda.get_device_name() if backend.device.startswith("cuda") else "CPU"
             print(
                 f"transformers tiny LLaVA on {device} ({args.torch_dtype}), batch {batch_size:>2}, 32 new "
                 f"tokens: {count / elapsed:.1f} items/s through the backend, {model_only:.1f} items/s "
-                f"model only ({count / elapsed / model_only:.0%})"
+                f"model only ({count / elapsed / model_only:.0%}); preparing the inputs (chat template, "
+                f"PNG decoding, {type(backend._processor.image_processor).__name__}) took {prepare_s:.2f} s "
+                f"and decoding the answers {decode_s:.2f} s of the backend's {elapsed:.2f} s (first, warm-up "
+                f"batch: {first_batch_s:.2f} s)"
             )
             backend.close()
 
 
-def model_only_rate(backend, items: list, batch_size: int) -> float:
-    """Items/s of generate() alone, on the processor's inputs for `items` prepared before timing."""
+def model_only_rate(backend, items: list, batch_size: int) -> tuple[float, float, float]:
+    """(seconds to prepare the processor's inputs for `items`, items/s of generate() alone on them, seconds
+    to decode the generated tokens to text): the backend's three steps, timed apart."""
     import torch
 
     from spinebench.backends.transformers_local import _decode_image, chat_messages
 
     processor, model = backend._processor, backend._model
     prepared = []
+    started = time.perf_counter()
     for first in range(0, len(items), batch_size):
         chunk = items[first : first + batch_size]
         texts = [
@@ -230,16 +239,27 @@ def model_only_rate(backend, items: list, batch_size: int) -> float:
             if torch.is_floating_point(value):
                 inputs[key] = value.to(model.dtype)
         prepared.append(inputs)
+    if backend.device.startswith("cuda"):
+        torch.cuda.synchronize()
+    prepare_s = time.perf_counter() - started
+    outputs = []
     started = time.perf_counter()
     with torch.inference_mode():
         for inputs in prepared:
-            model.generate(**inputs, max_new_tokens=backend.max_new_tokens, do_sample=False)
-    return len(items) / (time.perf_counter() - started)
+            outputs.append(model.generate(**inputs, max_new_tokens=backend.max_new_tokens, do_sample=False))
+        for output in outputs:
+            output.cpu()  # the backend reads every answer back; so does this
+    generate_s = time.perf_counter() - started
+    started = time.perf_counter()
+    for inputs, output in zip(prepared, outputs, strict=True):
+        processor.batch_decode(output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+    return prepare_s, len(items) / generate_s, time.perf_counter() - started
 
 
 def main(argv: list[str]) -> None:
     args = parse_args(argv)
-    bench_openai(args)
+    if not args.skip_openai:
+        bench_openai(args)
     if args.transformers:
         bench_transformers(args)
 

@@ -32,13 +32,14 @@ WORKFLOW_PATHS = (
 )
 
 
-def copy_workflow(destination: Path) -> Path:
-    """Copy the workflow files into `destination` (no results, no synthetic archives, no caches)."""
+def copy_workflow(destination: Path, overwrite: bool = False) -> Path:
+    """Copy the workflow files into `destination` (no results, no synthetic archives, no caches).
+    `overwrite` replaces the files of an earlier copy there (files since deleted here stay)."""
     ignore = shutil.ignore_patterns("__pycache__", "synthetic", "*.pyc")
     for name in WORKFLOW_PATHS:
         source = REPO / name
         if source.is_dir():
-            shutil.copytree(source, destination / name, ignore=ignore)
+            shutil.copytree(source, destination / name, ignore=ignore, dirs_exist_ok=overwrite)
         else:
             shutil.copy2(source, destination / name)
     return destination

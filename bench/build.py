@@ -54,6 +54,7 @@ STAGES = (
     "score",
     "leaderboard",
     "report",
+    "export_part",
     "export_hf",
     "export_lmms_eval",
     "export_vlmevalkit",

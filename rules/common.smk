@@ -207,6 +207,25 @@ def export_inputs():
     }
 
 
+# The splits every export holds (spinebench.splits.SPLITS); each export is written one part per split.
+EXPORT_SPLITS = ["full", "subset"]
+
+
+def export_part_inputs(wildcards):
+    """What one split of an export reads: the subset table only for the subset split, never the manifest,
+    so that a subset edit leaves the full split's part alone."""
+    inputs = export_inputs()
+    del inputs["manifest"]
+    if wildcards.split != "subset":
+        del inputs["subset"]
+    return inputs
+
+
+def export_parts(name):
+    """The split parts an export's folder links together."""
+    return expand("results/export_parts/{name}/{split}", name=name, split=EXPORT_SPLITS)
+
+
 # The exports a build writes (`snakemake exports`, and `snakemake` in build mode), in export.formats.
 EXPORTS = [f"results/exports/{name}" for name in config["export"]["formats"]]
 EXPORT_CODE = package("exports/common", "benchmark_images", "splits")

@@ -1,11 +1,42 @@
 # The benchmark for other harnesses (docs/exports.md): a Hugging Face dataset, an lmms-eval task folder,
 # VLMEvalKit TSVs and the original SpineBench release's JSON layout. Each export reads the benchmark tables
-# and images only, so it reruns when the benchmark changes and never for a new model.
+# and images only, so it reruns when the benchmark changes and never for a new model. The image-heavy exports
+# are written one part per split (export_part) and linked into the export folder: a subset edit rewrites the
+# subset's parts and relinks, and the full split's parts stay.
+
+
+rule export_part:
+    input:
+        unpack(export_part_inputs),
+        code=lambda wildcards: EXPORT_CODE
+        + package(f"exports/{wildcards.format}", "prompts"),
+    output:
+        directory("results/export_parts/{format}/{split}"),
+    log:
+        "logs/export/parts/{format}/{split}.log",
+    benchmark:
+        "benchmarks/export/parts/{format}/{split}.tsv"
+    wildcard_constraints:
+        format="hf|vlmevalkit|spinebench_json",
+        split="|".join(EXPORT_SPLITS),
+    conda:
+        "../envs/build.yaml"
+    params:
+        # Only the Hugging Face parts use it: the other formats' parts do not rerun when it changes.
+        rows_per_file=lambda wildcards: (
+            config["export"]["hf"]["rows_per_file"]
+            if wildcards.format == "hf"
+            else None
+        ),
+    script:
+        "../scripts/export_part.py"
 
 
 rule export_hf:
     input:
-        **export_inputs(),
+        parts=export_parts("hf"),
+        catalog="results/benchmark/images.parquet",
+        manifest="results/benchmark/manifest.json",
         card="templates/exports/hf_card.md.j2",
         sources="resources/exports/sources.yaml",
         code=EXPORT_CODE + package("exports/hf"),
@@ -17,8 +48,6 @@ rule export_hf:
         "benchmarks/export/hf.tsv"
     conda:
         "../envs/build.yaml"
-    params:
-        rows_per_file=config["export"]["hf"]["rows_per_file"],
     script:
         "../scripts/export_hf.py"
 
@@ -43,8 +72,9 @@ rule export_lmms_eval:
 
 rule export_vlmevalkit:
     input:
-        **export_inputs(),
-        code=EXPORT_CODE + package("exports/vlmevalkit", "prompts"),
+        parts=export_parts("vlmevalkit"),
+        manifest="results/benchmark/manifest.json",
+        code=EXPORT_CODE + package("exports/vlmevalkit"),
     output:
         directory("results/exports/vlmevalkit"),
     log:
@@ -59,8 +89,8 @@ rule export_vlmevalkit:
 
 rule export_spinebench_json:
     input:
-        **export_inputs(),
-        code=EXPORT_CODE + package("exports/spinebench_json", "prompts"),
+        parts=export_parts("spinebench_json"),
+        code=EXPORT_CODE + package("exports/spinebench_json"),
     output:
         directory("results/exports/spinebench_json"),
     log:

@@ -1,16 +1,19 @@
-"""Snakemake entry: the benchmark as a Hugging Face dataset folder (spinebench.exports.hf)."""
+"""Snakemake entry: the Hugging Face dataset folder from its split parts, with the dataset card
+(spinebench.exports.hf)."""
 
-from spinebench.exports.common import load_job_inputs
-from spinebench.exports.hf import export_hf
-from spinebench.io import run_job
+import json
+from pathlib import Path
+
+from spinebench.exports.hf import assemble_hf
+from spinebench.io import read_table, run_job
 
 
 def main(snakemake):
-    inputs = load_job_inputs(snakemake.input)
-    export_hf(
-        inputs,
+    assemble_hf(
+        read_table(snakemake.input.catalog),
+        json.loads(Path(snakemake.input.manifest).read_text(encoding="utf-8")),
+        snakemake.input.parts,
         snakemake.output[0],
-        rows_per_file=snakemake.params.rows_per_file,
         card_template=snakemake.input.card,
         source_notes=snakemake.input.sources,
     )

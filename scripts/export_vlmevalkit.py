@@ -1,13 +1,16 @@
-"""Snakemake entry: the benchmark as VLMEvalKit multiple-choice TSVs (spinebench.exports.vlmevalkit)."""
+"""Snakemake entry: the VLMEvalKit TSVs from their split parts, under the benchmark version's dataset names
+(spinebench.exports.vlmevalkit)."""
 
-from spinebench.exports.common import load_job_inputs
-from spinebench.exports.vlmevalkit import export_vlmevalkit
+import json
+from pathlib import Path
+
+from spinebench.exports.vlmevalkit import assemble_vlmevalkit
 from spinebench.io import run_job
 
 
 def main(snakemake):
-    inputs = load_job_inputs(snakemake.input)
-    export_vlmevalkit(inputs, snakemake.output[0])
+    manifest = json.loads(Path(snakemake.input.manifest).read_text(encoding="utf-8"))
+    assemble_vlmevalkit(manifest, snakemake.input.parts, snakemake.output[0])
 
 
 run_job(main, snakemake)  # noqa: F821

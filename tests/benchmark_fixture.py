@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import runpy
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,8 @@ from spinebench.exports.common import ExportInputs, load_export_inputs
 from spinebench.io import write_json, write_table
 from spinebench.release import build_manifest
 from spinebench.vocab import LABELS, LETTERS, LEVELS
+
+REPO = Path(__file__).resolve().parents[1]
 
 # (image_id, source, modality, region, disease, levels, shard)
 IMAGES: tuple[tuple, ...] = (
@@ -179,3 +182,29 @@ def export_inputs_of(paths: dict) -> ExportInputs:
     return load_export_inputs(
         paths["catalog"], paths["questions"], paths["subset"], paths["manifest"], paths["images"]
     )
+
+
+def run_export_scripts(
+    paths: dict, root: Path, export: str, output: Path, rows_per_file: int = 1000, **assembly_input
+) -> list[str]:
+    """Run an export's Snakemake scripts as rules/export.smk does: scripts/export_part.py for each split
+    (the subset table for the subset split only, never the manifest), then scripts/export_{export}.py over
+    the parts, with `assembly_input` beside them; return the part folders."""
+    from tests.test_metrics import fake_snakemake
+
+    parts = []
+    for split in ("full", "subset"):
+        names = ("catalog", "questions", "images") + (("subset",) if split == "subset" else ())
+        part = fake_snakemake(
+            root / split,
+            input={name: paths[name] for name in names},
+            params={"rows_per_file": rows_per_file if export == "hf" else None},
+            wildcards={"format": export, "split": split},
+        )
+        part.output = [str(root / "parts" / export / split)]
+        runpy.run_path(str(REPO / "scripts" / "export_part.py"), init_globals={"snakemake": part})
+        parts.append(part.output[0])
+    assembly = fake_snakemake(root / "assembly", input={"parts": parts, **assembly_input})
+    assembly.output = [str(output)]
+    runpy.run_path(str(REPO / "scripts" / f"export_{export}.py"), init_globals={"snakemake": assembly})
+    return parts

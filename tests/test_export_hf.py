@@ -15,7 +15,7 @@ from PIL import Image
 from spinebench.exports.common import SPLITS, split_questions
 from spinebench.exports.hf import HFExportError, export_hf
 from spinebench.vocab import LETTERS, TASKS
-from tests.benchmark_fixture import export_inputs_of, write_tiny_benchmark
+from tests.benchmark_fixture import export_inputs_of, run_export_scripts, write_tiny_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 CARD = REPO / "templates" / "exports" / "hf_card.md.j2"
@@ -180,3 +180,28 @@ def test_bad_settings_and_notes_are_named(exported, tmp_path):
     with pytest.raises(HFExportError, match="question dx-csxa-0001: answer 'F' names no option letter"):
         export_hf(broken, tmp_path / "c", 5, CARD, SOURCE_NOTES)
     assert not (tmp_path / "c").exists()
+
+
+def test_the_scripts_link_the_split_parts_into_the_same_folder(exported, tmp_path):
+    paths = exported["paths"]
+    output = tmp_path / "exports" / "hf"
+    parts = run_export_scripts(
+        paths,
+        tmp_path,
+        "hf",
+        output,
+        rows_per_file=ROWS_PER_FILE,
+        catalog=paths["catalog"],
+        manifest=paths["manifest"],
+        card=CARD,
+        sources=SOURCE_NOTES,
+    )
+
+    def contents(root: Path) -> dict[str, bytes]:
+        return {str(path.relative_to(root)): path.read_bytes() for path in root.rglob("*") if path.is_file()}
+
+    assert contents(output) == contents(exported["folder"])
+    # The Parquet files are the parts' own, linked: the export folder costs no second copy of the images.
+    for split, part in zip(SPLITS, parts, strict=True):
+        for file in Path(part).rglob("*.parquet"):
+            assert file.samefile(output / file.relative_to(part)), (split, file)

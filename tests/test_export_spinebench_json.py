@@ -4,7 +4,6 @@ release's own style, and predictions made against either."""
 from __future__ import annotations
 
 import json
-import runpy
 from pathlib import Path
 
 import pandas as pd
@@ -16,8 +15,7 @@ from spinebench.imports import ImportFormatError
 from spinebench.imports.spinebench_json import read_benchmark_json, read_responses
 from spinebench.questions import QUESTION_COLUMNS
 from spinebench.vocab import TASKS
-from tests.benchmark_fixture import export_inputs_of, write_tiny_benchmark
-from tests.test_metrics import fake_snakemake
+from tests.benchmark_fixture import export_inputs_of, run_export_scripts, write_tiny_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -126,12 +124,7 @@ def test_export_is_byte_identical_when_run_again(exported, tmp_path):
 def test_script_writes_the_export(exported, tmp_path):
     paths = exported["paths"]
     output = tmp_path / "exports" / "spinebench_json"
-    snakemake = fake_snakemake(
-        tmp_path,
-        input={name: paths[name] for name in ("catalog", "questions", "subset", "manifest", "images")},
-    )
-    snakemake.output = [str(output)]
-    runpy.run_path(str(REPO / "scripts" / "export_spinebench_json.py"), init_globals={"snakemake": snakemake})
+    run_export_scripts(paths, tmp_path, "spinebench_json", output)
     assert (output / "all" / "train.json").read_bytes() == json_file(exported, "full").read_bytes()
     assert (output / "evaluation" / "test.json").read_bytes() == json_file(exported, "subset").read_bytes()
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import csv
 import json
-import runpy
 import shutil
 from pathlib import Path
 
@@ -22,8 +21,7 @@ from spinebench.imports.vlmevalkit import EXCEL_TEXT_LIMIT, read_responses
 from spinebench.metrics import score_model
 from spinebench.prompts import question_options
 from spinebench.vocab import LETTERS, TASKS
-from tests.benchmark_fixture import export_inputs_of, write_tiny_benchmark
-from tests.test_metrics import fake_snakemake
+from tests.benchmark_fixture import export_inputs_of, run_export_scripts, write_tiny_benchmark
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -204,15 +202,10 @@ def test_export_is_byte_identical_when_run_again(benchmark, tmp_path):
 def test_script_writes_the_export(benchmark, tmp_path):
     paths = benchmark["paths"]
     output = tmp_path / "exports" / "vlmevalkit"
-    snakemake = fake_snakemake(
-        tmp_path,
-        input={name: paths[name] for name in ("catalog", "questions", "subset", "manifest", "images")},
-    )
-    snakemake.output = [str(output)]
-    runpy.run_path(str(REPO / "scripts" / "export_vlmevalkit.py"), init_globals={"snakemake": snakemake})
-    assert sorted(path.name for path in output.iterdir()) == sorted(
-        path.name for path in benchmark["folder"].iterdir()
-    )
+    run_export_scripts(paths, tmp_path, "vlmevalkit", output, manifest=paths["manifest"])
+    assert {path.name: path.read_bytes() for path in output.iterdir()} == {
+        path.name: path.read_bytes() for path in benchmark["folder"].iterdir()
+    }
 
 
 @pytest.mark.parametrize("suffix", [".xlsx", ".tsv", ".json"])

@@ -15,7 +15,16 @@ pytestmark = pytest.mark.workflow
 
 # Rules downstream of the subset: everything that must rerun when a subset param changes.
 EXPORT_RULES = {"export_hf", "export_lmms_eval", "export_vlmevalkit", "export_spinebench_json"}
-AFTER_SUBSET = {"subset", "predict", "score", "leaderboard", "report", "manifest", "all"} | EXPORT_RULES
+AFTER_SUBSET = {
+    "subset",
+    "predict",
+    "score",
+    "leaderboard",
+    "report",
+    "manifest",
+    "all",
+    "export_part",
+} | EXPORT_RULES
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +77,9 @@ def test_subset_param_reruns_only_subset_and_downstream(demo):
     assert jobs["subset"] == 1
     assert jobs["predict"] == 2 * 3  # every model, both tasks
     assert set(jobs) & EXPORT_RULES == EXPORT_RULES  # the exports hold the subset
+    assert (
+        jobs["export_part"] == 3
+    )  # the subset's parts of hf, vlmevalkit and spinebench_json; not the full's
     edit_params(demo, lambda params: params["subset"].update(diagnosis_size=100))
 
 

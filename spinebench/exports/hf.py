@@ -26,11 +26,12 @@ import logging
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from itertools import islice
 from pathlib import Path
 
 import jinja2
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
@@ -39,9 +40,13 @@ from spinebench.exports.common import (
     SPLITS,
     ExportInputs,
     benchmark_version,
+    export_through_parts,
     iter_question_images,
+    link_files,
+    read_part_info,
     split_questions,
     write_folder_atomically,
+    write_part_info,
 )
 from spinebench.prompts import question_options
 from spinebench.vocab import LETTERS, SOURCES, TASKS
@@ -298,10 +303,11 @@ def params_yaml(manifest: Mapping) -> str | None:
     return yaml.safe_dump(manifest["params"], sort_keys=True, allow_unicode=True, width=1000)
 
 
-def card_context(inputs: ExportInputs, splits: Sequence[SplitFiles], notes: Mapping[str, dict]) -> dict:
+def card_context(
+    catalog: pd.DataFrame, manifest: Mapping, splits: Sequence[SplitFiles], notes: Mapping[str, dict]
+) -> dict:
     """Everything the card template shows: metadata, sizes, build description, per-source notes."""
-    manifest = inputs.manifest
-    images_per_source = inputs.catalog.groupby("source").size()
+    images_per_source = catalog.groupby("source").size()
     return {
         "front_matter": yaml.safe_dump(front_matter(splits), sort_keys=False, allow_unicode=True, width=1000),
         "benchmark_version": benchmark_version(manifest),
@@ -334,13 +340,55 @@ def render_card(template_path: str | os.PathLike, context: Mapping) -> str:
 # --- the whole export ---------------------------------------------------------------------------------
 
 
-def benchmark_sources(inputs: ExportInputs) -> list[str]:
+def benchmark_sources(catalog: pd.DataFrame) -> list[str]:
     """The sources the benchmark's catalog holds, in vocab.SOURCES order."""
-    present = set(inputs.catalog["source"])
+    present = set(catalog["source"])
     unknown = sorted(present - set(SOURCES))
     if unknown:
         raise HFExportError(f"the catalog names unknown source(s) {', '.join(unknown)}")
     return [source for source in SOURCES if source in present]
+
+
+def check_rows_per_file(rows_per_file: object) -> None:
+    if isinstance(rows_per_file, bool) or not isinstance(rows_per_file, int) or rows_per_file < 1:
+        raise HFExportError(f"export.hf.rows_per_file must be a positive integer, not {rows_per_file!r}")
+
+
+def export_hf_part(inputs: ExportInputs, split: str, folder: str | os.PathLike, rows_per_file: int) -> None:
+    """Write the Parquet files of one split of every task into `folder` (replaced atomically), with a
+    part.json listing what each task's split got."""
+    check_rows_per_file(rows_per_file)
+    with write_folder_atomically(Path(folder)) as staging:
+        splits = []
+        for task in TASKS:
+            splits.append(write_split(inputs, task, split, staging, rows_per_file))
+            log.info("%s/%s: %d questions in %d files", task, split, splits[-1].rows, len(splits[-1].files))
+        write_part_info(staging, {"splits": [asdict(files) for files in splits]})
+
+
+def assemble_hf(
+    catalog: pd.DataFrame,
+    manifest: Mapping,
+    parts: Sequence[str | os.PathLike],
+    folder: str | os.PathLike,
+    card_template: str | os.PathLike,
+    source_notes: str | os.PathLike,
+) -> list[SplitFiles]:
+    """Write the dataset folder `folder` (replaced atomically): the parts' Parquet files, linked, and the
+    README.md card; return what each task's split got, in TASKS then SPLITS order."""
+    notes = load_source_notes(source_notes, benchmark_sources(catalog))
+    described = [
+        SplitFiles(**{**files, "files": tuple(files["files"])})
+        for part in parts
+        for files in read_part_info(part)["splits"]
+    ]
+    splits = sorted(described, key=lambda files: (TASKS.index(files.config), SPLITS.index(files.split)))
+    with write_folder_atomically(Path(folder)) as staging:
+        for part in parts:
+            link_files(part, staging)
+        card = render_card(card_template, card_context(catalog, manifest, splits, notes))
+        (staging / "README.md").write_text(card, encoding="utf-8")
+    return splits
 
 
 def export_hf(
@@ -350,19 +398,14 @@ def export_hf(
     card_template: str | os.PathLike,
     source_notes: str | os.PathLike,
 ) -> list[SplitFiles]:
-    """Write the dataset folder (Parquet files of every task and split, the README.md card) as `folder`,
-    replaced atomically; return what each split got."""
-    if isinstance(rows_per_file, bool) or not isinstance(rows_per_file, int) or rows_per_file < 1:
-        raise HFExportError(f"export.hf.rows_per_file must be a positive integer, not {rows_per_file!r}")
-    notes = load_source_notes(source_notes, benchmark_sources(inputs))
-    with write_folder_atomically(Path(folder)) as staging:
-        splits = []
-        for task in TASKS:
-            for split in SPLITS:
-                splits.append(write_split(inputs, task, split, staging, rows_per_file))
-                log.info(
-                    "%s/%s: %d questions in %d files", task, split, splits[-1].rows, len(splits[-1].files)
-                )
-        card = render_card(card_template, card_context(inputs, splits, notes))
-        (staging / "README.md").write_text(card, encoding="utf-8")
-    return splits
+    """Write the whole dataset folder (every task and split, the card) as `folder`, replaced atomically,
+    through one part per split as the workflow does; return what each split got."""
+    check_rows_per_file(rows_per_file)
+    benchmark_sources(inputs.catalog)  # an unknown source fails before any image is written
+    return export_through_parts(
+        folder,
+        lambda split, part: export_hf_part(inputs, split, part, rows_per_file),
+        lambda parts, folder: assemble_hf(
+            inputs.catalog, inputs.manifest, parts, folder, card_template, source_notes
+        ),
+    )

@@ -21,9 +21,19 @@ derives the same question ids from `image` and `task` alone.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
-from spinebench.exports.common import SPLITS, ExportInputs, split_questions, write_folder_atomically
+from spinebench.exports.common import (
+    SPLITS,
+    ExportInputs,
+    export_through_parts,
+    link_files,
+    read_part_info,
+    split_questions,
+    write_folder_atomically,
+    write_part_info,
+)
 from spinebench.prompts import question_options
 from spinebench.vocab import LETTERS, LEVELS, TASKS
 
@@ -108,8 +118,32 @@ def write_images(inputs: ExportInputs, image_ids: list[str], folder: Path) -> No
             (folder / image_file_name(image_id)).write_bytes(png)
 
 
-def export_spinebench_json(inputs: ExportInputs, folder: str | Path) -> dict[str, dict[str, int]]:
-    """Write the release layout of both splits into `folder` (replaced atomically); return the number of
-    questions per split and task."""
+def export_spinebench_json_part(inputs: ExportInputs, split: str, folder: str | Path) -> dict[str, int]:
+    """Write one split's folder of the release layout into `folder` (replaced atomically), with a part.json
+    giving its questions per task; return those counts."""
     with write_folder_atomically(Path(folder)) as staging:
-        return {split: write_split(inputs, split, staging) for split in SPLITS}
+        counts = write_split(inputs, split, staging)
+        write_part_info(staging, {"split": split, "questions": counts})
+    return counts
+
+
+def assemble_spinebench_json(parts: Sequence[str | Path], folder: str | Path) -> dict[str, dict[str, int]]:
+    """Write `folder` (replaced atomically) from the parts' split folders, linked; return the number of
+    questions per split and task."""
+    counts = {}
+    with write_folder_atomically(Path(folder)) as staging:
+        for part in parts:
+            info = read_part_info(part)
+            counts[info["split"]] = info["questions"]
+            link_files(part, staging)
+    return {split: counts[split] for split in SPLITS if split in counts}
+
+
+def export_spinebench_json(inputs: ExportInputs, folder: str | Path) -> dict[str, dict[str, int]]:
+    """Write the release layout of both splits into `folder` (replaced atomically), through one part per
+    split as the workflow does; return the number of questions per split and task."""
+    return export_through_parts(
+        folder,
+        lambda split, part: export_spinebench_json_part(inputs, split, part),
+        assemble_spinebench_json,
+    )

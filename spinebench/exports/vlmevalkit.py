@@ -37,16 +37,20 @@ from __future__ import annotations
 import base64
 import csv
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from spinebench.exports.common import (
     SPLITS,
     ExportInputs,
     benchmark_version,
+    export_through_parts,
     iter_question_images,
+    link_files,
+    read_part_info,
     split_questions,
     write_folder_atomically,
+    write_part_info,
 )
 from spinebench.io import CONSOLE, json_text
 from spinebench.prompts import question_options
@@ -144,23 +148,57 @@ def write_tsv(inputs: ExportInputs, task: str, split: str, indexes: dict[str, in
     return len(questions)
 
 
-def export_vlmevalkit(inputs: ExportInputs, folder: str | Path) -> list[dict]:
-    """Write one TSV per task and split plus `datasets.json` into `folder` (replaced atomically); return
-    the datasets' descriptions (name, file, task, split, questions, bytes)."""
-    version = benchmark_version(inputs.manifest)
-    datasets = []
+def export_vlmevalkit_part(inputs: ExportInputs, split: str, folder: str | Path) -> None:
+    """Write the TSV of each task in `split` as `{task}.tsv` into `folder` (replaced atomically), with a
+    part.json giving each one's rows and bytes."""
+    tables = []
     with write_folder_atomically(Path(folder)) as staging:
         for task in TASKS:
             indexes = question_indexes(task, inputs.questions[task]["question_id"])
-            for split in SPLITS:
-                name = dataset_name(task, split, version)
-                path = staging / f"{name}.tsv"
-                rows = write_tsv(inputs, task, split, indexes, path)
-                datasets.append(describe_dataset(name, task, split, rows, path.stat().st_size))
+            path = staging / f"{task}.tsv"
+            rows = write_tsv(inputs, task, split, indexes, path)
+            tables.append({"task": task, "split": split, "questions": rows, "bytes": path.stat().st_size})
+        write_part_info(staging, {"tables": tables})
+
+
+def assemble_vlmevalkit(manifest: dict, parts: Sequence[str | Path], folder: str | Path) -> list[dict]:
+    """Write `folder` (replaced atomically): each part's TSVs, linked under their dataset names, and
+    `datasets.json`; return the datasets' descriptions (name, file, task, split, questions, bytes)."""
+    version = benchmark_version(manifest)
+    datasets = []
+    with write_folder_atomically(Path(folder)) as staging:
+        for part in parts:
+            tables = read_part_info(part)["tables"]
+            names = {
+                f"{table['task']}.tsv": dataset_name(table["task"], table["split"], version)
+                for table in tables
+            }
+            link_files(part, staging, {file: f"{name}.tsv" for file, name in names.items()})
+            datasets += [
+                describe_dataset(
+                    names[f"{table['task']}.tsv"],
+                    table["task"],
+                    table["split"],
+                    table["questions"],
+                    table["bytes"],
+                )
+                for table in tables
+            ]
+        datasets.sort(key=lambda dataset: (TASKS.index(dataset["task"]), SPLITS.index(dataset["split"])))
         (staging / DATASETS_FILE).write_text(
             json_text({"benchmark_version": version, "datasets": datasets}), encoding="utf-8"
         )
     return datasets
+
+
+def export_vlmevalkit(inputs: ExportInputs, folder: str | Path) -> list[dict]:
+    """Write one TSV per task and split plus `datasets.json` into `folder` (replaced atomically), through one
+    part per split as the workflow does; return the datasets' descriptions."""
+    return export_through_parts(
+        folder,
+        lambda split, part: export_vlmevalkit_part(inputs, split, part),
+        lambda parts, folder: assemble_vlmevalkit(inputs.manifest, parts, folder),
+    )
 
 
 def describe_dataset(name: str, task: str, split: str, rows: int, size: int) -> dict:

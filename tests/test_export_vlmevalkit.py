@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import io
 import json
 import shutil
 from pathlib import Path
@@ -13,7 +14,14 @@ import pandas as pd
 import pytest
 
 from spinebench.exports.common import benchmark_version, split_questions
-from spinebench.exports.vlmevalkit import COLUMNS, DATASETS_FILE, HINTS, INDEX_BASE, export_vlmevalkit
+from spinebench.exports.vlmevalkit import (
+    COLUMNS,
+    DATASETS_FILE,
+    HINTS,
+    INDEX_BASE,
+    export_vlmevalkit,
+    tsv_line,
+)
 from spinebench.extract import extract_answer
 from spinebench.finalize import PREDICTIONS_SCHEMA, write_predictions
 from spinebench.imports import ImportFormatError
@@ -333,3 +341,11 @@ def test_unreadable_file_is_named(tmp_path):
     broken.write_text("not a workbook")
     with pytest.raises(ImportFormatError, match=r"Echo_SpineBench_DX\.xlsx: cannot be read"):
         read_responses(broken, "diagnosis", pd.DataFrame({"question_id": []}))
+
+
+def test_a_line_is_what_the_csv_module_writes(tmp_path):
+    record = ["1000007", base64.b64encode(bytes(range(256)) * 40).decode("ascii"), 'Is it "A"\tor B?\nSay.']
+    record += ["hint", "A", "B\tb", "C", 'D"', "E", "A,C", "Healthy", "dx-1", "img", "rsna", "MRI", "lumbar"]
+    buffer = io.StringIO()
+    csv.writer(buffer, delimiter="\t", lineterminator="\n", quoting=csv.QUOTE_MINIMAL).writerow(record)
+    assert tsv_line(record) == buffer.getvalue()

@@ -5,6 +5,7 @@ import os
 
 from snakemake.utils import validate
 
+from spinebench.backends import data_read_by
 from spinebench.cleanup import remove_stale_temporaries
 from spinebench.config_checks import check_config
 from spinebench.run_summary import format_summary, summary_rows
@@ -125,6 +126,19 @@ def embedding_shards(wildcards=None):
         for source in SOURCES
         for shard in source_shards(source)
     ]
+
+
+def predict_data(kind):
+    """Input function: the `kind` shards (images or embeddings) a predict job reads, which are those its
+    model's backend reads (spinebench.backends.DATA_READ); none for a model that never opens them.
+    """
+    shards = {"images": image_shards, "embeddings": embedding_shards}[kind]
+
+    def data_of_model(wildcards):
+        model = wildcards.model
+        return shards() if kind in data_read_by(model, config["models"][model]) else []
+
+    return data_of_model
 
 
 def encoder_files(wildcards=None):

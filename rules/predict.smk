@@ -8,8 +8,9 @@ rule predict:
         subset="results/benchmark/subset.parquet",
         catalog="results/benchmark/images.parquet",
         library="results/benchmark/library.parquet",
-        images=image_shards(),
-        embeddings=embedding_shards(),
+        # Only what the model reads: a baseline that never opens an image does not depend on them.
+        images=predict_data("images"),
+        embeddings=predict_data("embeddings"),
         template="templates/prompts/{task}.j2",
         definitions="resources/disease_definitions.yaml",
         # An imported model's predictions file(s): an edited file reruns that model alone.

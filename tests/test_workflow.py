@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -109,6 +110,43 @@ def test_adding_a_model_runs_only_that_model(demo):
     assert jobs.get("predict") == 2 and jobs.get("score") == 1, jobs
     assert set(jobs) <= {"predict", "score", "leaderboard", "report", "all"}, jobs
     edit_params(demo, lambda params: params["models"].pop("random-2"))
+
+
+def predict_upstream_rules(workdir: Path) -> dict[tuple[str, str], set[str]]:
+    """(model, task) -> rules of the jobs a predict job takes inputs from, from the DOT of `snakemake --dag`
+    (the whole DAG, jobs already done included; `--detailed-summary` would show recorded inputs instead)."""
+    dot = run_snakemake(workdir, "--dag").stdout
+    labels = dict(re.findall(r'^\s*(\d+)\[label = "([^"]*)"', dot, flags=re.MULTILINE))
+    upstream: dict[tuple[str, str], set[str]] = {}
+    for node, label in labels.items():
+        rule, *wildcards = label.split("\\n")
+        if rule == "predict":
+            values = dict(wildcard.split(": ", 1) for wildcard in wildcards)
+            upstream[values["model"], values["task"]] = {
+                labels[source].split("\\n")[0]
+                for source in re.findall(rf"^\s*(\d+) -> {node}$", dot, flags=re.MULTILINE)
+            }
+    return upstream
+
+
+def test_predict_jobs_depend_on_the_shards_their_model_reads(demo):
+    # A served model (never asked here: `--dag` runs nothing) looks at the images.
+    served = {"backend": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m"}
+    edit_params(demo, lambda params: params["models"].update(served=served))
+    upstream = predict_upstream_rules(demo)
+    edit_params(demo, lambda params: params["models"].pop("served"))
+    shard_rules = {"render_shard": "images", "embed_shard": "embeddings"}
+    expected = {
+        "random": set(),
+        "always-healthy": set(),
+        "nearest-neighbour": {"embeddings"},
+        "served": {"images"},
+    }
+    for model, shards in expected.items():
+        for task in ("diagnosis", "localization"):
+            rules = upstream[model, task]
+            assert "questions" in rules, rules  # the edges were read
+            assert {shard_rules[rule] for rule in rules & set(shard_rules)} == shards, (model, task, rules)
 
 
 def test_export_formats_choose_the_exports_a_build_writes(demo):

@@ -11,6 +11,20 @@ from collections.abc import Mapping
 
 from spinebench.backends.base import Backend, BackendContext, BackendError, Item, ItemResult, RunStopped
 
+# What a backend reads besides the questions: `images` (the PNG shards) and `embeddings` (the embedding
+# shards). A predict job declares only these as inputs (`predict_data` in rules/common.smk), so a baseline's
+# job neither waits for nor is re-dated by the gigabytes of image shards it never opens. Kept here, apart
+# from the classes, so that planning the DAG imports no backend module (torch, aiohttp). Each class's
+# `needs_images` must agree (tests/test_backends.py).
+DATA_READ: dict[str, frozenset[str]] = {
+    "random": frozenset(),
+    "always_healthy": frozenset(),
+    "nearest_neighbour": frozenset({"embeddings"}),
+    "openai": frozenset({"images"}),
+    "transformers": frozenset({"images"}),
+    "imported": frozenset(),
+}
+
 # backend name -> (module, class, whether the constructor takes the context)
 REGISTRY: dict[str, tuple[str, str, bool]] = {
     "random": ("spinebench.backends.baselines", "RandomBackend", True),
@@ -38,7 +52,19 @@ def make_backend(name: str, settings: Mapping, context: BackendContext | None = 
     return backend_class(name, settings)
 
 
+def data_read_by(name: str, settings: Mapping) -> frozenset[str]:
+    """Benchmark data (`images`, `embeddings`) that model `name`'s backend reads; an unknown backend is
+    named as make_backend names it."""
+    backend = settings.get("backend") if isinstance(settings, Mapping) else None
+    if backend not in DATA_READ:
+        raise BackendError(
+            f"model {name!r}: unknown backend {backend!r}; expected one of {', '.join(REGISTRY)}"
+        )
+    return DATA_READ[backend]
+
+
 __all__ = [
+    "DATA_READ",
     "Backend",
     "BackendContext",
     "BackendError",
@@ -46,5 +72,6 @@ __all__ = [
     "ItemResult",
     "REGISTRY",
     "RunStopped",
+    "data_read_by",
     "make_backend",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -104,6 +105,7 @@ class OptionNames:
         return end, tuple(dict.fromkeys(letter for _, _, letter in starting))
 
 
+@functools.cache  # a few dozen names (labels and synonyms), asked for again by every response
 def _name_pattern(name: str) -> re.Pattern | None:
     """A pattern for `name` over folded text; None for names too short or too plain to be matched safely."""
     folded = fold(name).strip()

@@ -15,7 +15,7 @@ from spinebench.backends.base import Backend, BackendContext, BackendError, Item
 # shards). A predict job declares only these as inputs (`predict_data` in rules/common.smk), so a baseline's
 # job neither waits for nor is re-dated by the gigabytes of image shards it never opens. Kept here, apart
 # from the classes, so that planning the DAG imports no backend module (torch, aiohttp). Each class's
-# `needs_images` must agree (tests/test_backends.py).
+# `needs_images` must agree (tests/test_backend_registry.py).
 DATA_READ: dict[str, frozenset[str]] = {
     "random": frozenset(),
     "always_healthy": frozenset(),
@@ -36,8 +36,8 @@ REGISTRY: dict[str, tuple[str, str, bool]] = {
 }
 
 
-def make_backend(name: str, settings: Mapping, context: BackendContext | None = None) -> Backend:
-    """The backend for model `name` configured by `settings` (its params.yaml entry, `backend` included)."""
+def backend_of(name: str, settings: Mapping) -> str:
+    """The registered `backend:` of model `name`'s settings; an error naming the model otherwise."""
     if not isinstance(settings, Mapping):
         raise BackendError(f"model {name!r}: settings must be a mapping, got {type(settings).__name__}")
     backend = settings.get("backend")
@@ -45,7 +45,12 @@ def make_backend(name: str, settings: Mapping, context: BackendContext | None = 
         raise BackendError(
             f"model {name!r}: unknown backend {backend!r}; expected one of {', '.join(REGISTRY)}"
         )
-    module_name, class_name, takes_context = REGISTRY[backend]
+    return backend
+
+
+def make_backend(name: str, settings: Mapping, context: BackendContext | None = None) -> Backend:
+    """The backend for model `name` configured by `settings` (its params.yaml entry, `backend` included)."""
+    module_name, class_name, takes_context = REGISTRY[backend_of(name, settings)]
     backend_class = getattr(importlib.import_module(module_name), class_name)
     if takes_context:
         return backend_class(name, settings, context or BackendContext(model_name=name))
@@ -53,14 +58,8 @@ def make_backend(name: str, settings: Mapping, context: BackendContext | None = 
 
 
 def data_read_by(name: str, settings: Mapping) -> frozenset[str]:
-    """Benchmark data (`images`, `embeddings`) that model `name`'s backend reads; an unknown backend is
-    named as make_backend names it."""
-    backend = settings.get("backend") if isinstance(settings, Mapping) else None
-    if backend not in DATA_READ:
-        raise BackendError(
-            f"model {name!r}: unknown backend {backend!r}; expected one of {', '.join(REGISTRY)}"
-        )
-    return DATA_READ[backend]
+    """Benchmark data (`images`, `embeddings`) that model `name`'s backend reads."""
+    return DATA_READ[backend_of(name, settings)]
 
 
 __all__ = [
